@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: browsers, servers, clusters, emulators, PHI fixtures."""
