@@ -13,4 +13,12 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
 
-__all__ = ["Volume", "__version__"]
+__all__ = ["Volume", "__version__", "ingest"]
+
+
+def __getattr__(name: str):
+    if name == "ingest":  # imported on first use: it pulls in pydicom, fsspec and tqdm
+        from .ingestion import ingest
+
+        return ingest
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

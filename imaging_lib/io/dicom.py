@@ -19,6 +19,7 @@ SliceThickness or SpacingBetweenSlices, which oblique series often get wrong.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections import defaultdict
@@ -39,7 +40,7 @@ from ..errors import (
 )
 from ..volume import Volume
 
-__all__ = ["read_dicom_series", "read_dicom_folder", "read_dicom_header", "DEFAULT_MAX_BYTES"]
+__all__ = ["read_dicom_series", "read_dicom_bytes", "read_dicom_folder", "read_dicom_header", "DEFAULT_MAX_BYTES"]
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Largest decoded pixel data accepted for one series, in bytes (2 GiB)."""
@@ -75,6 +76,11 @@ class _Header:
     dataset: Any  # pydicom.Dataset without pixel data
     file_size: int
     pixel_offset: int  # where the pixel data element starts in the file
+    data: bytes | None = None  # the whole file, when it was given in memory
+
+    def open(self) -> Any:
+        """Open the file (or its bytes in memory) for binary reading."""
+        return open(self.path, "rb") if self.data is None else io.BytesIO(self.data)
 
     @property
     def series_uid(self) -> str:
@@ -115,18 +121,18 @@ def read_dicom_header(path: str | os.PathLike[str]) -> Any:
     return _read_header(Path(path)).dataset
 
 
-def _read_header(path: Path) -> _Header:
+def _read_header(path: Path, data: bytes | None = None) -> _Header:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if data is None else len(data)
     except OSError as exc:
         raise UnreadableImage(path, f"cannot open: {exc.strerror or exc}") from None
     if size == 0:
         raise UnreadableImage(path, "empty file")
     try:
-        with open(path, "rb") as stream:
+        with open(path, "rb") if data is None else io.BytesIO(data) as stream:
             dataset = pydicom.dcmread(stream, stop_before_pixels=True)
             pixel_offset = stream.tell()
     except InvalidDicomError:
@@ -139,7 +145,7 @@ def _read_header(path: Path) -> _Header:
         sop = dataset.get("SOPClassUID")
         kind = getattr(sop, "name", str(sop)) if sop is not None else "unknown SOP class"
         raise UnsupportedImage(path, f"DICOM without pixel data ({kind})")
-    return _Header(path, dataset, size, pixel_offset)
+    return _Header(path, dataset, size, pixel_offset, data)
 
 
 def _check_size(header: _Header, max_bytes: int) -> None:
@@ -395,7 +401,7 @@ def _read_native(header: _Header) -> np.ndarray | None:
     if syntax not in _NATIVE_SYNTAXES or bits not in (8, 16, 32) or int(ds.get("SamplesPerPixel", 1)) != 1:
         return None
     explicit = syntax == _EXPLICIT_LITTLE
-    with open(header.path, "rb") as stream:
+    with header.open() as stream:
         stream.seek(header.pixel_offset)
         element = stream.read(12 if explicit else 8)
         if len(element) < 8 or element[:4] != _PIXEL_DATA_TAG:
@@ -428,7 +434,7 @@ def _decode(header: _Header, frame_count: int) -> np.ndarray:
     if native is not None:
         return native
     try:
-        pixels = pixel_array(header.path)
+        pixels = pixel_array(header.path if header.data is None else io.BytesIO(header.data))
     except (NotImplementedError, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and "missing dependencies" not in str(exc):
             raise UnreadableImage(header.path, f"pixel data cannot be decoded ({exc})") from None
@@ -585,9 +591,39 @@ def read_dicom_series(
     """
     files = _list_files(source)
     headers = [_read_header(path) for path in files]
+    where = source if isinstance(source, (str, os.PathLike)) else files[0].parent
+    return _one_series(headers, where, max_bytes)
+
+
+def read_dicom_bytes(files: Iterable[tuple[str, bytes]], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Volume:
+    """Read exactly one DICOM series from files held in memory (uploads, de-identified ingest).
+
+    Parameters
+    ----------
+    files : iterable of (name, bytes)
+        Each file's name (used in error messages and metadata) and its whole content.
+    max_bytes : int
+        Largest decoded pixel data accepted.
+
+    Returns
+    -------
+    Volume
+        As :func:`read_dicom_series`.
+
+    Raises
+    ------
+    UnreadableImage, UnsupportedImage, InconsistentSeries, ImageTooLarge, MissingDependency
+        As :func:`read_dicom_series`.
+    """
+    headers = [_read_header(Path(name), bytes(data)) for name, data in files]
+    if not headers:
+        raise UnreadableImage("<no files>", "no DICOM files were given")
+    return _one_series(headers, "<memory>", max_bytes)
+
+
+def _one_series(headers: list[_Header], where: str | os.PathLike[str], max_bytes: int) -> Volume:
     groups = _group_by_series(headers)
     if len(groups) > 1:
-        where = source if isinstance(source, (str, os.PathLike)) else files[0].parent
         listing = ", ".join(f"{uid or '<none>'} ({len(g)} files)" for uid, g in groups.items())
         raise InconsistentSeries(where, f"{len(groups)} series found where one was expected: {listing}")
     return _volume_from_headers(headers, max_bytes)
