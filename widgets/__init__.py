@@ -1,0 +1,5 @@
+"""Jupyter widgets of the platform: the Papaya viewer and the panels built on it."""
+
+from .papaya import PapayaViewer, ViewerLink, link_viewers
+
+__all__ = ["PapayaViewer", "ViewerLink", "link_viewers"]
