@@ -20,6 +20,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingestion import ingest_from_command_line
+
+    return ingest_from_command_line(args.paths, store_url=args.store, allow_burned_in=args.allow_burned_in)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .reports import report_from_command_line
 
@@ -33,6 +39,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .jobs import run_from_command_line
+
+    params = {"batch_size": args.batch_size, "num_samples": args.num_samples, "segmentation": args.segmentation}
+    return run_from_command_line(
+        args.studies or "all",
+        store_url=args.store,
+        model_uri=args.model,
+        scheduler=args.scheduler,
+        retries=args.retries,
+        params={name: value for name, value in params.items() if value is not None},
+        resume=not args.no_resume,
+    )
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve_dashboard
+
+    return serve_dashboard(port=args.port, ip=args.ip, store_url=args.store)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(store_url=args.store, scheduler=args.scheduler, serve=not args.no_serve, port=args.port, ip=args.ip)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with one subparser per command."""
     parser = argparse.ArgumentParser(prog="imaging-lab", description=__doc__.splitlines()[0])
@@ -40,6 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="print the bundled sample studies: shapes, spacings, modalities")
     info.set_defaults(func=_cmd_info)
+
+    ingest = commands.add_parser("ingest", help="de-identify and store DICOM/NIfTI files, folders, zips or gs:// URLs")
+    ingest.add_argument("paths", nargs="+", help="files, folders, zip archives or gs:// URLs")
+    ingest.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
+    ingest.add_argument(
+        "--allow-burned-in", action="store_true", help="accept images declaring burned-in annotation (refused by default)"
+    )
+    ingest.set_defaults(func=_cmd_ingest)
+
+    run = commands.add_parser("run", help="predict and explain studies on Dask, with resume and a progress bar")
+    run.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
+    run.add_argument("--model", default=None, help="model URI (default the shipped demo model)")
+    run.add_argument("--scheduler", default=None, help="Dask scheduler address (default a local cluster)")
+    run.add_argument("--studies", nargs="+", default=None, help="study UIDs (default every study in the store)")
+    run.add_argument("--retries", type=int, default=2, help="retries of a study after a transient error")
+    run.add_argument("--batch-size", type=int, default=None, help="slices (and LIME samples) per forward pass")
+    run.add_argument("--num-samples", type=int, default=None, help="LIME perturbations per explanation")
+    run.add_argument("--segmentation", choices=["quickshift", "slic"], default=None, help="LIME superpixels")
+    run.add_argument("--no-resume", action="store_true", help="recompute studies that already have a result")
+    run.set_defaults(func=_cmd_run)
 
     report = commands.add_parser("report", help="make study or cohort reports (notebook, HTML, PDF) on Dask")
     target = report.add_mutually_exclusive_group(required=True)
@@ -50,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
     report.add_argument("--scheduler", default=None, help="Dask scheduler address (default a local cluster)")
     report.set_defaults(func=_cmd_report)
+
+    dashboard = commands.add_parser("dashboard", help="serve the Voila dashboards behind a token and print the URL")
+    dashboard.add_argument("--port", type=int, default=8866, help="TCP port (default 8866)")
+    dashboard.add_argument("--ip", default="127.0.0.1", help="address to bind (a token is required off loopback)")
+    dashboard.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
+    dashboard.set_defaults(func=_cmd_dashboard)
+
+    demo = commands.add_parser("demo", help="ingest the sample studies, run the batch and reports, serve the dashboards")
+    demo.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
+    demo.add_argument("--scheduler", default=None, help="Dask scheduler address (default a local cluster)")
+    demo.add_argument("--port", type=int, default=8866, help="TCP port of the dashboards (default 8866)")
+    demo.add_argument("--ip", default="127.0.0.1", help="address of the dashboards (default 127.0.0.1)")
+    demo.add_argument("--no-serve", action="store_true", help="stop after the batch and reports (for tests)")
+    demo.set_defaults(func=_cmd_demo)
 
     return parser
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import pytest
 from imaging_lib import sample_data
 
 TESTS = Path(__file__).resolve().parent
+# gcsfs reads this at import; without it every GCS call waits out a 60 s gRPC probe.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
 def _register_support_package() -> None:
@@ -42,3 +45,52 @@ def brain_volume(brain_files):
     from imaging_lib.io.dicom import read_dicom_series
 
     return read_dicom_series(brain_files)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A real ``gcp-storage-emulator`` on 127.0.0.1 for the session (sets ``STORAGE_EMULATOR_HOST``)."""
+    from support.gcs import start_emulator
+
+    emulator = start_emulator()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def store(request, tmp_path):
+    """A fresh empty :class:`~imaging_lib.store.Store`: a local folder, then a bucket on the GCS emulator."""
+    from imaging_lib.store import Store
+
+    if request.param == "local":
+        return Store(tmp_path / "store")
+    emulator = request.getfixturevalue("gcs_emulator")
+    return Store(f"gs://{emulator.new_bucket()}/store")
+
+
+@pytest.fixture(scope="session")
+def local_dask_client():
+    """A real ``distributed.LocalCluster`` of 2 single-threaded process workers, and its client."""
+    from distributed import Client
+
+    from imaging_lib.jobs import start_local_cluster
+
+    with start_local_cluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def dask_process_cluster(tmp_path_factory):
+    """A ``dask scheduler`` and two ``dask worker --nanny`` processes on 127.0.0.1 (see ``support.dask_cluster``)."""
+    from support.dask_cluster import process_cluster
+
+    with process_cluster(tmp_path_factory.mktemp("dask-cluster"), n_workers=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory, local_dask_client):
+    """A store holding the ``make demo`` sample studies with predictions, heat maps and HTML reports."""
+    from support.demo_store import build_demo_store
+
+    return build_demo_store(tmp_path_factory.mktemp("demo"), local_dask_client)

@@ -1,0 +1,345 @@
+"""CatalogPanel: the study browser of the dashboards.
+
+A sortable, filterable table of the store's studies (date, modality, description,
+prediction, probability, job status); selecting a study opens it in a
+:class:`~widgets.papaya.PapayaViewer` with its LIME heat map and saved segmentations as
+overlays, on the most suspicious slice. Beside the viewer: the prediction with its
+provenance, the quantification of its saved masks, and downloads of its reports (HTML,
+PDF), of the de-identified volume, heat map and masks. Clicking in the viewer segments
+from the clicked voxel (:class:`~widgets.segment_panel.SegmentPanel`), saving the mask.
+
+The table is built by pure functions over the catalog's DataFrames
+(:func:`study_table`, :func:`latest_results`, :func:`job_status_by_study`); the
+widget only reads the store and shows.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import ipywidgets
+import pandas as pd
+
+from imaging_lib import layout
+
+from .download_button import DownloadButton
+from .record_table import RecordTable, filter_records
+
+__all__ = [
+    "CatalogPanel",
+    "StudyDetail",
+    "STUDY_COLUMNS",
+    "HEATMAP_OVERLAY",
+    "study_table",
+    "latest_results",
+    "job_status_by_study",
+    "read_job_records",
+    "prediction_html",
+    "quantification_table",
+]
+
+STUDY_COLUMNS = (
+    {"name": "study_date", "label": "Date"},
+    {"name": "modality", "label": "Modality"},
+    {"name": "description", "label": "Description"},
+    {"name": "prediction", "label": "Prediction"},
+    {"name": "probability", "label": "Probability", "format": "percent"},
+    {"name": "job_status", "label": "Job status"},
+    {"name": "patient_pseudonym", "label": "Patient (pseudonym)"},
+)
+#: Name of the heat map overlay in the viewer.
+HEATMAP_OVERLAY = "LIME heat map"
+#: Fraction of the heat map's peak below which it is transparent: only the regions that
+#: pushed the prediction most are coloured, the rest of the scan stays readable.
+HEATMAP_FLOOR = 0.25
+ALL = "All"
+NOT_RUN = "not run"
+QUANTITIES = ("volume_ml", "voxel_count", "intensity_mean", "intensity_std", "intensity_min", "intensity_max")
+
+
+def latest_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Keep each study's most recent result (any model), indexed by ``study_uid``."""
+    if results.empty:
+        return pd.DataFrame(columns=["label", "probability"], index=pd.Index([], name="study_uid"))
+    return results.sort_values("created_at").groupby("study_uid").tail(1).set_index("study_uid")
+
+
+def job_status_by_study(job_records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Return each study's state in the most recent batch job that holds it.
+
+    Parameters
+    ----------
+    job_records : iterable of mapping
+        Job records as stored (``kind``, ``created_at`` and ``items``: item -> ``{"state": ...}``).
+
+    Returns
+    -------
+    dict
+        Study UID -> ``pending``, ``running``, ``done`` or ``failed`` (a study the job
+        skipped because it already had a result counts as ``done``).
+    """
+    status: dict[str, str] = {}
+    batches = sorted((r for r in job_records if r.get("kind") == "batch"), key=lambda r: str(r.get("created_at")))
+    for record in batches:
+        for study_uid, entry in (record.get("items") or {}).items():
+            state = entry.get("state", "pending")
+            status[study_uid] = "done" if state == "skipped" else state
+    return status
+
+
+def read_job_records(store: Any, jobs: pd.DataFrame, kind: str = "batch") -> list[dict[str, Any]]:
+    """Read the full records (per-item states included) of the jobs of one kind.
+
+    Parameters
+    ----------
+    store : imaging_lib.store.Store
+    jobs : pandas.DataFrame
+        ``Catalog.jobs()``.
+    kind : str
+        Job kind to read.
+    """
+    if jobs.empty:
+        return []
+    keys = [layout.job_record_key(job_id) for job_id in jobs.loc[jobs["kind"] == kind, "job_id"]]
+    return list(store.read_json_many(keys, skip_missing=True).values())
+
+
+def study_table(
+    studies: pd.DataFrame, results: pd.DataFrame, job_records: Iterable[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """Join studies with their latest prediction and job status: the rows of the study browser.
+
+    Parameters
+    ----------
+    studies, results : pandas.DataFrame
+        ``Catalog.studies()``, ``Catalog.results()``.
+    job_records : iterable of mapping
+        Batch job records (:func:`read_job_records`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per study: ``study_uid``, the :data:`STUDY_COLUMNS` and ``volume_key``.
+    """
+    columns = ["study_uid", "volume_key", *(column["name"] for column in STUDY_COLUMNS)]
+    if studies.empty:
+        return pd.DataFrame(columns=columns)
+    latest = latest_results(results)
+    table = studies.copy()
+    table["study_date"] = pd.to_datetime(table["study_date"], errors="coerce").dt.strftime("%Y-%m-%d")
+    table["prediction"] = table["study_uid"].map(latest["label"])
+    table["probability"] = table["study_uid"].map(latest["probability"])
+    status = job_status_by_study(job_records)
+    has_result = table["prediction"].notna()
+    table["job_status"] = [
+        status.get(uid, "done" if result else NOT_RUN) for uid, result in zip(table["study_uid"], has_result)
+    ]
+    for column in columns:
+        if column not in table:
+            table[column] = None
+    return table[columns].reset_index(drop=True)
+
+
+def prediction_html(result: Mapping[str, Any] | None) -> str:
+    """HTML of a prediction with its provenance (model, checksum, library version, time, parameters)."""
+    if not result:
+        return "<div class='study-prediction'><i>No prediction yet: start a batch in the job monitor.</i></div>"
+    params = result.get("params") or {}
+    rows = [
+        ("Prediction", f"<b class='study-label'>{html.escape(str(result['label']))}</b>"),
+        ("Probability", f"{100 * float(result['probability']):.1f} %"),
+        ("Most suspicious slice", str(result.get("most_suspicious_slice", "–"))),
+        ("Model", html.escape(str(result.get("model_id", "–")))),
+        ("Model SHA-256", f"<code>{html.escape(str(result.get('model_sha256', ''))[:16])}…</code>"),
+        ("Library version", html.escape(str(result.get("library_version", "–")))),
+        ("Computed", html.escape(str(result.get("created_at", "–")))),
+        ("Parameters", html.escape(", ".join(f"{name}={value}" for name, value in sorted(params.items())))),
+    ]
+    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{name}</th><td>{value}</td></tr>"
+                   for name, value in rows)
+    return f"<table class='study-prediction'>{body}</table>"
+
+
+def quantification_table(segmentations: pd.DataFrame) -> pd.DataFrame:
+    """The saved masks of a study and their main numbers, one row per mask.
+
+    Parameters
+    ----------
+    segmentations : pandas.DataFrame
+        ``Catalog.segmentations()`` rows of one study (``quantification.*`` columns).
+    """
+    columns = {f"quantification.{name}": name for name in QUANTITIES}
+    table = segmentations.reindex(columns=["seg_id", *columns]).rename(columns=columns)
+    return table.reset_index(drop=True)
+
+
+class StudyDetail(ipywidgets.VBox):
+    """One study: viewer with heat map and masks, prediction, quantification, downloads.
+
+    Parameters
+    ----------
+    store : imaging_lib.store.Store
+    study : mapping
+        The study's catalog row (``study_uid``, ``volume_key``...).
+    result : mapping, optional
+        Its latest result record.
+    segmentations : pandas.DataFrame
+        Its segmentation records.
+    report_keys : list of str
+        Its report keys in the store.
+    client : distributed.Client, optional
+        Where clicks are segmented (see :class:`~widgets.segment_panel.SegmentPanel`).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        study: Mapping[str, Any],
+        result: Mapping[str, Any] | None,
+        segmentations: pd.DataFrame,
+        report_keys: list[str],
+        client: Any = None,
+    ) -> None:
+        from .papaya import PapayaViewer
+        from .segment_panel import SegmentPanel
+
+        self.study_uid = str(study["study_uid"])
+        volume = store.read_volume(study["volume_key"])
+        self.viewer = PapayaViewer(volume, layout=ipywidgets.Layout(width="560px", height="480px"))
+        self.heatmap_key = result.get("explanation_key") if result else None
+        if self.heatmap_key and store.exists(self.heatmap_key):
+            heatmap = store.read_volume(self.heatmap_key)
+            peak = float(heatmap.array.max())
+            if peak > 0:
+                self.viewer.add_overlay(heatmap, lut="Overlay (Positives)", min=HEATMAP_FLOOR * peak, max=peak,
+                                        alpha=0.6, name=HEATMAP_OVERLAY)
+        for record in segmentations.to_dict("records"):
+            self.viewer.add_overlay(store.read_volume(record["mask_key"]), lut="Green Overlay", alpha=0.5,
+                                    name=f"saved {record['seg_id']}")
+        if result:
+            shape = volume.array.shape
+            self.viewer.goto((shape[0] // 2, shape[1] // 2, int(result["most_suspicious_slice"])))
+        self.segmenter = SegmentPanel(self.viewer, volume, client, store=store, study_uid=self.study_uid)
+        numbers = quantification_table(segmentations)
+        quantification = (
+            numbers.to_html(index=False, float_format=lambda value: f"{value:.2f}", classes="study-quantification",
+                            border=0)
+            if not numbers.empty else "<i>No saved segmentation: click in the image to segment.</i>"
+        )
+        self.downloads = [
+            DownloadButton(store, study["volume_key"], "Volume (de-identified NIfTI)",
+                           f"{self.study_uid}.nii.gz"),
+            *([DownloadButton(store, self.heatmap_key, "LIME heat map (NIfTI)", f"{self.study_uid}_lime.nii.gz")]
+              if self.heatmap_key else []),
+            *(DownloadButton(store, record["mask_key"], f"Mask {record['seg_id']}", f"{record['seg_id']}.nii.gz")
+              for record in segmentations.to_dict("records")),
+            *(DownloadButton(store, key, f"Report {posixpath.basename(key)}") for key in report_keys),
+        ]
+        title = ipywidgets.HTML(f"<h3 class='study-title'>Study {html.escape(self.study_uid)}</h3>")
+        side = ipywidgets.VBox(
+            [
+                ipywidgets.HTML("<h4>Prediction</h4>" + prediction_html(result)),
+                ipywidgets.HTML("<h4>Saved segmentations</h4>" + quantification),
+                ipywidgets.HTML("<h4>Reports and downloads</h4>"),
+                *self.downloads,
+            ],
+            layout=ipywidgets.Layout(padding="0 1em"),
+        )
+        super().__init__([title, ipywidgets.HBox([self.segmenter, side])])
+
+
+class CatalogPanel(ipywidgets.VBox):
+    """The study browser: filterable catalog table; the selected study opens below it.
+
+    Parameters
+    ----------
+    store : imaging_lib.store.Store
+        The store whose catalog is shown.
+    client : distributed.Client, optional
+        Where clicks in the viewer are segmented; default :func:`imaging_lib.jobs.get_client`
+        at the first click (no cluster is made on page load).
+    """
+
+    def __init__(self, store: Any, *, client: Any = None) -> None:
+        self.store = store
+        self.client = client
+        self.modality = ipywidgets.Dropdown(description="Modality", options=[ALL], value=ALL)
+        self.prediction = ipywidgets.Dropdown(description="Prediction", options=[ALL], value=ALL)
+        self.search = ipywidgets.Text(placeholder="search any column", continuous_update=True)
+        self.refresh_button = ipywidgets.Button(description="Refresh", icon="refresh")
+        self.count = ipywidgets.HTML()
+        self.table = RecordTable(STUDY_COLUMNS, key="study_uid", sort_by="study_date", ascending=False,
+                                 empty_message="No studies match. Upload studies or run `imaging-lab ingest`.")
+        self.detail = ipywidgets.VBox()
+        self.studies = pd.DataFrame()
+        self.results = pd.DataFrame()
+        self.segmentations = pd.DataFrame()
+        self.all_rows = pd.DataFrame()
+        filters = ipywidgets.HBox([self.modality, self.prediction, self.search, self.refresh_button, self.count])
+        super().__init__([filters, self.table, self.detail])
+        for control in (self.modality, self.prediction, self.search):
+            control.observe(self._apply_filters, names="value")
+        self.refresh_button.on_click(lambda _button: self.refresh())
+        self.table.observe(self._on_select, names="selected")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the catalog from the store and redraw the table (keeping filters)."""
+        from imaging_lib.catalog import Catalog
+
+        catalog = Catalog(self.store)
+        self.studies = catalog.studies()
+        self.results = catalog.results()
+        self.segmentations = catalog.segmentations()
+        self.all_rows = study_table(self.studies, self.results, read_job_records(self.store, catalog.jobs()))
+        self._set_options(self.modality, self.all_rows["modality"])
+        self._set_options(self.prediction, self.all_rows["prediction"])
+        self._apply_filters()
+
+    @staticmethod
+    def _set_options(dropdown: ipywidgets.Dropdown, values: pd.Series) -> None:
+        options = [ALL, *sorted({str(value) for value in values.dropna() if str(value)})]
+        current = dropdown.value if dropdown.value in options else ALL
+        dropdown.options = options
+        dropdown.value = current
+
+    def _apply_filters(self, _change: Any = None) -> None:
+        equals = {
+            "modality": None if self.modality.value == ALL else self.modality.value,
+            "prediction": None if self.prediction.value == ALL else self.prediction.value,
+        }
+        shown = filter_records(self.all_rows, equals, self.search.value)
+        self.table.set_records(shown)
+        self.count.value = f"{len(shown)} of {len(self.all_rows)} studies"
+
+    def _on_select(self, change: Mapping[str, Any]) -> None:
+        if change["new"]:
+            self.open_study(change["new"])
+
+    def open_study(self, study_uid: str) -> StudyDetail:
+        """Show one study below the table (what selecting its row does).
+
+        Raises
+        ------
+        KeyError
+            If the study is not in the catalog.
+        """
+        rows = self.all_rows[self.all_rows["study_uid"] == study_uid]
+        if rows.empty:
+            raise KeyError(study_uid)
+        study = rows.iloc[0].to_dict()
+        results = self.results[self.results["study_uid"] == study_uid] if not self.results.empty else self.results
+        result = self.store.read_json(results.sort_values("created_at").iloc[-1]["record_key"]) if len(results) else None
+        segmentations = (
+            self.segmentations[self.segmentations["study_uid"] == study_uid]
+            if not self.segmentations.empty else pd.DataFrame(columns=["seg_id", "mask_key"])
+        )
+        report_folder = posixpath.dirname(layout.report_key(study_uid, "report", "html")) + "/"
+        reports = sorted(key for key in self.store.list(report_folder) if key.endswith((".html", ".pdf")))
+        detail = StudyDetail(self.store, study, result, segmentations, reports, self.client)
+        self.detail.children = [detail]
+        return detail
+

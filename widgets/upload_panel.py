@@ -1,0 +1,151 @@
+"""UploadPanel: drop studies on the dashboard; they are de-identified, stored and analysed.
+
+Dropped DICOM files, folders (dropped whole or zipped) and NIfTI volumes go to
+:func:`imaging_lib.ingest` as in-memory uploads: DICOM is de-identified before anything
+is stored, bad files are quarantined with the reason. The panel then shows what was
+ingested, skipped and quarantined and why (:func:`summary_html`) and, unless told not
+to, starts a prediction batch on the uploaded studies and follows it live.
+
+Only the files' names chosen by the uploader and the de-identified study UIDs are shown;
+no DICOM header value is.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ipywidgets
+
+from imaging_lib.dashboard import UPLOAD_LIMIT_BYTES
+
+from .file_drop import FileDrop, Upload
+
+__all__ = ["UploadPanel", "summary_html", "limit_text"]
+
+
+def limit_text(limit_bytes: int = UPLOAD_LIMIT_BYTES) -> str:
+    """The sentence that states the upload limit on the page."""
+    return (
+        f"Upload limit: {limit_bytes / (1 << 30):.0f} GiB per drop (all files together), enough for a "
+        "thin-slice CT series. Larger studies: run \"imaging-lab ingest\" on their folder or gs:// URL."
+    )
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str) -> str:
+    head = "".join(f"<th style='text-align:left;padding-right:1em'>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='padding-right:1em'>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table class='{css_class}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def summary_html(summary: Any) -> str:
+    """HTML of an :class:`imaging_lib.ingestion.IngestSummary`: studies stored, files skipped and refused.
+
+    Ingested and skipped files are counted per de-identified study (no file names);
+    quarantined files are listed by the name they were uploaded under, with the error
+    type and reason, so the uploader can act on them.
+    """
+    parts = [
+        f"<p class='upload-counts'>Ingested <b>{len(summary.ingested)}</b> file(s), skipped "
+        f"<b>{len(summary.skipped)}</b>, quarantined <b>{len(summary.quarantined)}</b>.</p>"
+    ]
+    if summary.ingested:
+        per_study = Counter((entry["study_uid"], entry["kind"]) for entry in summary.ingested)
+        rows = [(study_uid, kind, count) for (study_uid, kind), count in sorted(per_study.items())]
+        parts.append("<h4>Ingested</h4>" + _table(["study (de-identified UID)", "kind", "files"], rows, "upload-ingested"))
+    if summary.skipped:
+        per_reason = Counter((entry["study_uid"], entry.get("reason") or "already stored") for entry in summary.skipped)
+        rows = [(study_uid, reason, count) for (study_uid, reason), count in sorted(per_reason.items())]
+        parts.append("<h4>Skipped</h4>" + _table(["study (de-identified UID)", "why", "files"], rows, "upload-skipped"))
+    if summary.quarantined:
+        rows = [(entry["source"], entry["error"], entry["reason"]) for entry in summary.quarantined]
+        parts.append("<h4>Quarantined</h4>" + _table(["file", "error", "why"], rows, "upload-quarantined"))
+    return "".join(parts)
+
+
+class UploadPanel(ipywidgets.VBox):
+    """Drop zone, ingest summary and the live job of the uploaded studies.
+
+    Parameters
+    ----------
+    store : imaging_lib.store.Store
+        Where uploads are stored.
+    model_uri : str, optional
+        Model of the batch started after an upload; default the demo model.
+    client : distributed.Client, optional
+        Where the batch runs; default :func:`imaging_lib.jobs.get_client` (created at
+        the first upload, not on page load).
+    params : mapping, optional
+        Pipeline parameters of the batch (see :data:`imaging_lib.pipeline.DEFAULT_PARAMS`).
+    analyse : bool
+        Initial state of the "analyse after upload" box.
+
+    Attributes
+    ----------
+    summary : IngestSummary or None
+        The last upload's summary.
+    job : imaging_lib.jobs.Job or None
+        The last batch started.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        model_uri: str | None = None,
+        client: Any = None,
+        params: Mapping[str, Any] | None = None,
+        analyse: bool = True,
+    ) -> None:
+        self.store = store
+        self.params = params
+        self.model_uri = model_uri
+        self._client = client
+        self.summary: Any = None
+        self.job: Any = None
+        self.drop = FileDrop(max_bytes=UPLOAD_LIMIT_BYTES)
+        self.analyse = ipywidgets.Checkbox(value=analyse, description="Analyse the uploaded studies", indent=False)
+        self.limit = ipywidgets.HTML(f"<p class='upload-limit'>{html.escape(limit_text())}</p>")
+        self.result = ipywidgets.HTML()
+        self.job_area = ipywidgets.VBox()
+        super().__init__([self.limit, self.drop, self.analyse, self.result, self.job_area])
+        self.drop.on_files(self.upload)
+
+    def upload(self, files: list[Upload]) -> Any:
+        """Ingest ``files`` (``(name, bytes)`` pairs), show the summary, start the batch.
+
+        Returns
+        -------
+        IngestSummary
+        """
+        from imaging_lib.ingestion import ingest
+
+        self.drop.busy = True
+        self.drop.status = f"De-identifying and storing {len(files)} file(s)…"
+        try:
+            self.summary = ingest(files, self.store, progress=False)
+        finally:
+            self.drop.busy = False
+        self.drop.status = f"Done: {len(self.summary.studies)} stud{'y' if len(self.summary.studies) == 1 else 'ies'}."
+        self.result.value = summary_html(self.summary)
+        if self.analyse.value and self.summary.studies:
+            self.start_batch(self.summary.studies)
+        return self.summary
+
+    def start_batch(self, study_uids: Sequence[str]) -> Any:
+        """Start the prediction batch on ``study_uids`` and follow it below the summary."""
+        from imaging_lib.jobs import get_client, run_batch
+        from imaging_lib.models import DEMO_MODEL_URI
+
+        from .job_progress import JobProgress
+
+        self.job_area.children = [ipywidgets.HTML("<i>Starting the analysis…</i>")]
+        client = self._client or get_client()
+        self.job = run_batch(list(study_uids), self.store, self.model_uri or DEMO_MODEL_URI, client, params=self.params)
+        self.job_area.children = [ipywidgets.HTML("<h4>Analysis</h4>"), JobProgress(self.job)]
+        return self.job
