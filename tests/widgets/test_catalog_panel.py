@@ -108,7 +108,6 @@ def test_downloads_send_the_stored_deidentified_volume_and_report(panel, demo_st
 
 def test_a_click_segments_and_the_mask_is_listed_after_a_refresh(panel, demo_store, brain_uid):
     detail = panel.open_study(brain_uid)
-    detail.segmenter.params = {"tolerance": 1.0, "smoothing_sigma_mm": 1.0}  # tight enough not to leak in this MR
     detail.segmenter.segment((128, 128, 10))
     assert detail.segmenter.wait(120) is not None, detail.segmenter.error
     panel.refresh()
