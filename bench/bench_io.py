@@ -12,9 +12,8 @@ data element, which is why it can beat the bare loop here.
 
 from __future__ import annotations
 
-import time
-
 import pydicom
+from timing import repeat_times
 
 from imaging_lib import sample_data
 from imaging_lib.io.dicom import read_dicom_series
@@ -22,14 +21,8 @@ from imaging_lib.io.dicom import read_dicom_series
 REPEATS = 5
 
 
-def _best_of(function, repeats: int = REPEATS) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def _best_of(function) -> float:
+    return min(repeat_times(function, REPEATS))
 
 
 def _bare_pydicom(files) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -27,17 +26,12 @@ from imaging_lib import sample_data
 from imaging_lib.io.nifti import read_nifti
 from imaging_lib.phantoms import Ellipsoid, draw_phantom, oblique_affine
 from imaging_lib.segment import grow_region, quantify, quantify_labels
+from timing import repeat_times
 
 
 def median_seconds(function: Callable[[], Any], repeats: int) -> float:
     """Median wall time of ``repeats`` calls after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(repeat_times(function, repeats))
 
 
 def per_label_loop(values: np.ndarray, labels: np.ndarray) -> list[tuple[int, float, float]]:

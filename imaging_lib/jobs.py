@@ -49,6 +49,7 @@ __all__ = [
     "start_local_cluster",
     "run_tasks",
     "run_batch",
+    "resolve_study_uids",
     "studies_with_result",
     "Job",
     "JobView",
@@ -561,6 +562,25 @@ def studies_with_result(store: Store, study_uids: Sequence[str], model_id: str, 
     }
 
 
+def resolve_study_uids(study_uids: Sequence[str] | str, store: Store) -> list[str]:
+    """Return ``study_uids`` as a list, or every study in the store for ``"all"``.
+
+    Raises
+    ------
+    ValueError
+        If ``study_uids`` is a string other than ``"all"``.
+    """
+    if not isinstance(study_uids, str):
+        return list(study_uids)
+    if study_uids != "all":
+        raise ValueError(f'study_uids must be a sequence of UIDs or "all", not {study_uids!r}')
+    return sorted(
+        key[len(layout.STUDY_RECORDS) : -len(".json")]
+        for key in store.list(layout.STUDY_RECORDS)
+        if key.endswith(".json")
+    )
+
+
 def run_batch(
     study_uids: Sequence[str] | str,
     store: Store,
@@ -603,14 +623,7 @@ def run_batch(
     from .pipeline import pipeline_params, process_study
 
     resolved = pipeline_params(params)
-    if isinstance(study_uids, str):
-        if study_uids != "all":
-            raise ValueError(f'study_uids must be a sequence of UIDs or "all", not {study_uids!r}')
-        study_uids = sorted(
-            key[len(layout.STUDY_RECORDS) : -len(".json")]
-            for key in store.list(layout.STUDY_RECORDS)
-            if key.endswith(".json")
-        )
+    study_uids = resolve_study_uids(study_uids, store)
     model = load_model(model_uri)
     done = studies_with_result(store, study_uids, model.model_id, model.sha256) if resume else set()
     task = functools.partial(process_study, store_url=store, model_uri=model_uri, params=resolved)

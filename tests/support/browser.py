@@ -19,17 +19,9 @@ from typing import Any
 
 import numpy as np
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from imaging_lib.reports import CHROMIUM, CHROMIUM_HEADLESS_ARGS
+
+CHROMIUM_ARGS = list(CHROMIUM_HEADLESS_ARGS)
 
 __all__ = [
     "CHROMIUM",
