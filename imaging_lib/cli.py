@@ -70,22 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with one subparser per command."""
     parser = argparse.ArgumentParser(prog="imaging-lab", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
+    scheduler = argparse.ArgumentParser(add_help=False)
+    scheduler.add_argument("--scheduler", default=None, help="Dask scheduler address (default a local cluster)")
 
     info = commands.add_parser("info", help="print the bundled sample studies: shapes, spacings, modalities")
     info.set_defaults(func=_cmd_info)
 
-    ingest = commands.add_parser("ingest", help="de-identify and store DICOM/NIfTI files, folders, zips or gs:// URLs")
+    ingest = commands.add_parser(
+        "ingest", help="de-identify and store DICOM/NIfTI files, folders, zips or gs:// URLs", parents=[store]
+    )
     ingest.add_argument("paths", nargs="+", help="files, folders, zip archives or gs:// URLs")
-    ingest.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
     ingest.add_argument(
         "--allow-burned-in", action="store_true", help="accept images declaring burned-in annotation (refused by default)"
     )
     ingest.set_defaults(func=_cmd_ingest)
 
-    run = commands.add_parser("run", help="predict and explain studies on Dask, with resume and a progress bar")
-    run.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
+    run = commands.add_parser(
+        "run", help="predict and explain studies on Dask, with resume and a progress bar", parents=[store, scheduler]
+    )
     run.add_argument("--model", default=None, help="model URI (default the shipped demo model)")
-    run.add_argument("--scheduler", default=None, help="Dask scheduler address (default a local cluster)")
     run.add_argument("--studies", nargs="+", default=None, help="study UIDs (default every study in the store)")
     run.add_argument("--retries", type=int, default=2, help="retries of a study after a transient error")
     run.add_argument("--batch-size", type=int, default=None, help="slices (and LIME samples) per forward pass")
@@ -94,25 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-resume", action="store_true", help="recompute studies that already have a result")
     run.set_defaults(func=_cmd_run)
 
-    report = commands.add_parser("report", help="make study or cohort reports (notebook, HTML, PDF) on Dask")
+    report = commands.add_parser(
+        "report", help="make study or cohort reports (notebook, HTML, PDF) on Dask", parents=[store, scheduler]
+    )
     target = report.add_mutually_exclusive_group(required=True)
     target.add_argument("study_uid", nargs="?", help="the study to report on")
     target.add_argument("--all", action="store_true", help="report on every study in the store")
     target.add_argument("--cohort", action="store_true", help="make the cohort report")
     report.add_argument("--format", default="html,pdf", help="exports next to the notebook (default html,pdf)")
-    report.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
-    report.add_argument("--scheduler", default=None, help="Dask scheduler address (default a local cluster)")
     report.set_defaults(func=_cmd_report)
 
-    dashboard = commands.add_parser("dashboard", help="serve the Voila dashboards behind a token and print the URL")
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the Voila dashboards behind a token and print the URL", parents=[store]
+    )
     dashboard.add_argument("--port", type=int, default=8866, help="TCP port (default 8866)")
     dashboard.add_argument("--ip", default="127.0.0.1", help="address to bind (a token is required off loopback)")
-    dashboard.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
     dashboard.set_defaults(func=_cmd_dashboard)
 
-    demo = commands.add_parser("demo", help="ingest the sample studies, run the batch and reports, serve the dashboards")
-    demo.add_argument("--store", default=None, help="store URL (default $IMAGING_STORE or ./data/store)")
-    demo.add_argument("--scheduler", default=None, help="Dask scheduler address (default a local cluster)")
+    demo = commands.add_parser(
+        "demo", help="ingest the sample studies, run the batch and reports, serve the dashboards", parents=[store, scheduler]
+    )
     demo.add_argument("--port", type=int, default=8866, help="TCP port of the dashboards (default 8866)")
     demo.add_argument("--ip", default="127.0.0.1", help="address of the dashboards (default 127.0.0.1)")
     demo.add_argument("--no-serve", action="store_true", help="stop after the batch and reports (for tests)")
