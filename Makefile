@@ -33,6 +33,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
+	$(PIP) --quiet -e '.[test,bench]'
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

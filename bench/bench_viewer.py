@@ -3,8 +3,11 @@
 Measured in one run, on one page: the time from the kernel's ``viewer.show(volume)`` (with
 ``add_overlay(mask)`` right after) until the browser reports that Papaya drew both, and the
 bytes the browser received over the websocket meanwhile divided by the raw voxel bytes
-(32 MiB + 16 MiB). The reference widget ipyniivue is compared on the same page only when it
-is installed in this environment (it is not a dependency); otherwise the run says so.
+(32 MiB + 16 MiB). The reference widget ipyniivue (the ``bench`` extra) is measured on the
+same page when it is installed: the time from the kernel's ``load_volumes`` of the same
+volume and mask (as uncompressed NIfTI bytes) until a screenshot poll of NiiVue's WebGL
+canvas shows both drawn (grey image and the red mask), and the websocket bytes both ways.
+Without ipyniivue the run says it was not compared.
 
 Targets: under 2,000 ms, bytes ratio at most 1.05. Last line: ``viewer_256_ms <ms>``.
 
@@ -20,15 +23,22 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from support.browser import chromium_context  # noqa: E402
+from support.browser import chromium_context, collect_console, colour_fraction, screenshot_pixels  # noqa: E402
 from support.servers import voila_server, write_notebook  # noqa: E402
 
 SIZE = 256
+WAIT_S = 120.0  # bound of every wait: the bench always ends
+QUIET_S = 1.0  # websocket silence that ends a run's byte count
+NIIVUE_HEIGHT = 500
 
 NOTEBOOK_CELL = f"""
 import json, os, time
@@ -57,10 +67,12 @@ def painted(change):
 
 viewer.observe(painted, names="painted")
 
+def fresh_volume(run):
+    return volume.with_array(volume.array + np.int16(run))  # new voxels each run: nothing cached
+
 def go(_):
-    fresh = volume.with_array(volume.array + np.int16(len(runs)))  # new voxels each run: nothing cached
     runs.append({{"start": time.perf_counter(), "raw_bytes": raw_bytes}})
-    viewer.show(fresh)
+    viewer.show(fresh_volume(len(runs)))
     viewer.add_overlay(mask, lut="Red Overlay", alpha=1.0)
 
 button = W.Button(description="show")
@@ -69,53 +81,221 @@ button.on_click(go)
 W.VBox([button, viewer])
 """
 
+# Appended when ipyniivue is installed; uses the first cell's names (volume, mask, out, ...).
+NIIVUE_CELL = f"""
+from ipyniivue import NiiVue
+from imaging_lib.io.nifti import nifti_to_bytes
+
+niivue_out = out + ".niivue"
+niivue = NiiVue(height={NIIVUE_HEIGHT})
+niivue.add_class("bench-niivue")
+niivue_runs = []
+
+def niivue_write(record):
+    with open(niivue_out, "a") as handle:
+        handle.write(json.dumps(record) + "\\n")
+
+@niivue.on_image_loaded
+def niivue_loaded(loaded):  # ipyniivue fires this once the browser sent the decoded volume back
+    niivue_write({{"event": "image_loaded", "run": len(niivue_runs), "name": loaded.name, "wall": time.time()}})
+
+def niivue_go(_):
+    start = time.time()
+    niivue_write({{"event": "start", "run": len(niivue_runs) + 1, "wall": start, "raw_bytes": raw_bytes}})
+    niivue_runs.append(start)
+    niivue.load_volumes([
+        {{"data": nifti_to_bytes(fresh_volume(len(niivue_runs)), compress=False), "name": "bench_volume.nii"}},
+        {{"data": nifti_to_bytes(Volume(mask, volume.affine), compress=False), "name": "bench_mask.nii",
+          "colormap": "red", "cal_min": 0.0, "cal_max": 1.0, "opacity": 1.0}},
+    ])
+
+def niivue_clear(_):
+    niivue.volumes = []
+
+niivue_button = W.Button(description="show in NiiVue")
+niivue_button.add_class("bench-niivue-show")
+niivue_button.on_click(niivue_go)
+niivue_clear_button = W.Button(description="clear NiiVue")
+niivue_clear_button.add_class("bench-niivue-clear")
+niivue_clear_button.on_click(niivue_clear)
+W.VBox([W.HBox([niivue_button, niivue_clear_button]), niivue])
+"""
+
+
+class WebsocketCounter:
+    """Bytes of every websocket frame the page received and sent, and when the last one passed."""
+
+    def __init__(self, page: Any) -> None:
+        self.received = 0
+        self.sent = 0
+        self.last_frame = time.monotonic()
+        page.on("websocket", self._watch)
+
+    def _watch(self, websocket: Any) -> None:
+        websocket.on("framereceived", lambda payload: self._count("received", payload))
+        websocket.on("framesent", lambda payload: self._count("sent", payload))
+
+    def _count(self, direction: str, payload: str | bytes) -> None:
+        setattr(self, direction, getattr(self, direction) + len(payload))
+        self.last_frame = time.monotonic()
+
+    def wait_quiet(self, page: Any, quiet_s: float, timeout_s: float) -> bool:
+        """Wait until no frame passed for ``quiet_s`` seconds; False if that took over ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if time.monotonic() - self.last_frame >= quiet_s:
+                return True
+            page.wait_for_timeout(100)
+        return False
+
+
+def wait_until(page: Any, condition: Callable[[], Any], timeout_s: float, step_ms: float = 50) -> Any:
+    """Poll ``condition`` (letting playwright's events run between polls) until it is truthy, or None."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        page.wait_for_timeout(step_ms)
+    return None
+
+
+def jsonl(path: Path) -> list[dict]:
+    """The JSON records of a file the kernel appends to (none yet if it does not exist)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def niivue_shows_volume_and_mask(pixels: np.ndarray) -> bool:
+    """True when the canvas shows the grey test volume and the red mask over it."""
+    red = colour_fraction(pixels, (255, 0, 0), tolerance=90, dominance=80)
+    grey = pixels.astype(np.int16)
+    greyish = (np.ptp(grey, axis=-1) < 12) & (grey.mean(axis=-1) > 40)
+    return red > 1e-4 and greyish.mean() > 0.01
+
+
+def screenshot_if_painted(canvas: Any) -> tuple[float, float] | None:
+    """Screenshot NiiVue's canvas; when it shows the volume and mask, the wall times the shot began and ended.
+
+    A screenshot waits for the browser's next frame, so while NiiVue keeps the page busy one
+    shot can take seconds: the paint happened at the latest when the shot ended.
+    """
+    requested = time.time()
+    if niivue_shows_volume_and_mask(screenshot_pixels(canvas)):
+        return requested, time.time()
+    return None
+
+
+def measure_papaya(page: Any, counter: WebsocketCounter, out: Path, repeats: int, server: Any) -> list[dict]:
+    """Click the ``show`` button ``repeats`` times and collect the kernel's paint reports."""
+    runs = []
+    for attempt in range(repeats):
+        before = counter.received
+        page.locator(".bench-show").click()
+        if not wait_until(page, lambda: len(jsonl(out)) > attempt, 180):
+            raise SystemExit(f"no paint report after 180 s:\n{server.log()[-3000:]}")
+        page.wait_for_timeout(300)  # let the trailing small messages arrive
+        run = jsonl(out)[attempt]
+        run["websocket_bytes"] = counter.received - before
+        runs.append(run)
+        print(
+            f"run {attempt + 1}: show->painted {run['ms']:.0f} ms (browser load+draw "
+            f"{run['browser_load_ms']:.0f} ms), websocket {run['websocket_bytes'] / 2**20:.2f} MiB "
+            f"for {run['raw_bytes'] / 2**20:.2f} MiB of voxels"
+        )
+    return runs
+
+
+def measure_niivue(page: Any, counter: WebsocketCounter, out: Path, repeats: int) -> list[dict] | str:
+    """Time ipyniivue's load of the same volume and mask to a painted canvas; a reason string if it cannot."""
+    canvas = page.locator(".bench-niivue canvas").first
+    try:
+        canvas.wait_for(state="visible", timeout=WAIT_S * 1000)
+    except Exception as error:  # playwright's TimeoutError
+        return f"no NiiVue canvas appeared within {WAIT_S:.0f} s ({type(error).__name__})"
+    webgl = page.evaluate(
+        """() => { const gl = document.createElement('canvas').getContext('webgl2');
+                   if (!gl) return null;
+                   const info = gl.getExtension('WEBGL_debug_renderer_info');
+                   return gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER); }"""
+    )
+    if webgl is None:
+        return "this Chromium offers no WebGL2 context"
+    print(f"ipyniivue: WebGL2 renderer {webgl}")
+    runs = []
+    for attempt in range(repeats):
+        page.locator(".bench-niivue-clear").click()
+        if not wait_until(page, lambda: not niivue_shows_volume_and_mask(screenshot_pixels(canvas)), WAIT_S):
+            return f"NiiVue canvas still showed the previous volume {WAIT_S:.0f} s after clearing"
+        counter.wait_quiet(page, QUIET_S, WAIT_S)
+        received, sent = counter.received, counter.sent
+        page.locator(".bench-niivue-show").click()
+        painted = wait_until(page, lambda: screenshot_if_painted(canvas), WAIT_S, 0)
+        if not painted:
+            return f"NiiVue did not draw the volume and mask within {WAIT_S:.0f} s (WebGL2: {webgl})"
+        quiet = counter.wait_quiet(page, QUIET_S, WAIT_S)
+        records = [r for r in jsonl(out) if r.get("run") == attempt + 1 and r["event"] == "start"]
+        if not records:
+            return "the kernel wrote no start record for the NiiVue run"
+        start = records[0]
+        loaded = [r["wall"] for r in jsonl(out) if r["event"] == "image_loaded" and r["run"] == attempt + 1]
+        run = {
+            "ms": (painted[1] - start["wall"]) * 1000,
+            "poll_ms": (painted[1] - painted[0]) * 1000,
+            "loaded_event_ms": (max(loaded) - start["wall"]) * 1000 if len(loaded) >= 2 else None,
+            "raw_bytes": start["raw_bytes"],
+            "received_bytes": counter.received - received,
+            "sent_bytes": counter.sent - sent,
+        }
+        runs.append(run)
+        loaded_text = f"{run['loaded_event_ms']:.0f} ms" if run["loaded_event_ms"] is not None else "not fired for both"
+        print(
+            f"ipyniivue run {attempt + 1}: load_volumes->painted {run['ms']:.0f} ms (the screenshot that saw "
+            f"it took {run['poll_ms']:.0f} ms; Python image_loaded "
+            f"event {loaded_text}), websocket to browser {run['received_bytes'] / 2**20:.2f} MiB, back to "
+            f"Python {run['sent_bytes'] / 2**20:.2f} MiB{'' if quiet else ' (still busy after the wait)'}"
+        )
+    return runs
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed shows (the median is reported)")
     args = parser.parse_args()
 
-    ipyniivue = importlib.util.find_spec("ipyniivue") is not None
+    compare = importlib.util.find_spec("ipyniivue") is not None
     with tempfile.TemporaryDirectory(prefix="bench-viewer-") as folder:
         folder = Path(folder)
         out = folder / "runs.jsonl"
-        notebook = write_notebook(folder / "bench.ipynb", [NOTEBOOK_CELL])
-        with voila_server(notebook, env={"BENCH_VIEWER_OUT": str(out)}) as server, chromium_context() as browser:
+        cells = [NOTEBOOK_CELL, NIIVUE_CELL] if compare else [NOTEBOOK_CELL]
+        notebook = write_notebook(folder / "bench.ipynb", cells)
+        with (
+            voila_server(notebook, env={"BENCH_VIEWER_OUT": str(out)}) as server,
+            chromium_context(viewport=(1280, 1800)) as browser,
+        ):
             page = browser.new_page()
-            received = [0]
-
-            def count(websocket) -> None:
-                websocket.on("framereceived", lambda payload: received.__setitem__(0, received[0] + len(payload)))
-
-            page.on("websocket", count)
+            console = collect_console(page)
+            counter = WebsocketCounter(page)
             page.goto(server.url_for())
-            page.wait_for_selector(".bench-show", timeout=120_000)
-            page.wait_for_selector(".imaging-papaya", state="attached", timeout=120_000)
-            runs = []
-            for attempt in range(args.repeats):
-                before = received[0]
-                page.locator(".bench-show").click()
-                deadline = time.monotonic() + 180
-                while time.monotonic() < deadline:
-                    lines = out.read_text().splitlines() if out.exists() else []
-                    if len(lines) > attempt:
-                        break
-                    page.wait_for_timeout(50)
-                else:
-                    raise SystemExit(f"no paint report after 180 s:\n{server.log()[-3000:]}")
-                page.wait_for_timeout(300)  # let the trailing small messages arrive
-                run = json.loads(lines[attempt])
-                run["websocket_bytes"] = received[0] - before
-                runs.append(run)
-                print(
-                    f"run {attempt + 1}: show->painted {run['ms']:.0f} ms (browser load+draw "
-                    f"{run['browser_load_ms']:.0f} ms), websocket {run['websocket_bytes'] / 2**20:.2f} MiB "
-                    f"for {run['raw_bytes'] / 2**20:.2f} MiB of voxels"
-                )
+            page.wait_for_selector(".bench-show", timeout=WAIT_S * 1000)
+            page.wait_for_selector(".imaging-papaya", state="attached", timeout=WAIT_S * 1000)
+            runs = measure_papaya(page, counter, out, args.repeats, server)
+            niivue = measure_niivue(page, counter, Path(f"{out}.niivue"), args.repeats) if compare else None
+            errors = [m for m in console if m.startswith(("error", "pageerror"))]
     median_ms = statistics.median(run["ms"] for run in runs)
     ratio = statistics.median(run["websocket_bytes"] / run["raw_bytes"] for run in runs)
-    print(f"ipyniivue: {'installed but not compared by this script' if ipyniivue else 'not installed (not compared)'}")
     print(f"viewer_bytes_ratio {ratio:.4f}")
+    if niivue is None:
+        print("ipyniivue: not installed (not compared; install the bench extra: pip install -e '.[bench]')")
+    elif isinstance(niivue, str):
+        print(f"ipyniivue: not measured: {niivue}")
+        for message in errors[-5:]:
+            print(f"  browser {message[:300]}")
+    else:
+        niivue_ms = statistics.median(run["ms"] for run in niivue)
+        print(f"ipyniivue_256_ms {niivue_ms:.0f}")
+        print(f"ipyniivue_bytes_ratio {statistics.median(r['received_bytes'] / r['raw_bytes'] for r in niivue):.4f}")
+        print(f"ipyniivue_bytes_back_ratio {statistics.median(r['sent_bytes'] / r['raw_bytes'] for r in niivue):.4f}")
+        print(f"ipyniivue_over_ours_ms_ratio {niivue_ms / median_ms:.1f}")
     print(f"viewer_256_ms {median_ms:.0f}")
 
 
