@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import io
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .deid_profile import BASIC_PROFILE
-from .errors import BurnedInAnnotation, UnreadableImage
+from .errors import BurnedInAnnotation, UnreadableImage, UnsupportedImage
 
 __all__ = [
     "Pseudonymizer",
@@ -76,6 +77,8 @@ PROFILE_CODES = (
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _PATIENT_TAGS = frozenset({0x00100010, 0x00100020})  # Patient's Name, Patient ID: the pseudonym
 _NOT_SHIFTED = frozenset({0x00100030, 0x00100032})  # birth date and time: the profile's action applies
+_DECODED_VRS = frozenset({"DA", "DT", "TM", "SQ", "UN"})  # VRs whose values a rule other than the table may touch
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 _DUMMY: dict[str, Any] = {
     **dict.fromkeys(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"), "ANONYMOUS"),
     **dict.fromkeys(("DS", "IS"), "0"),
@@ -253,46 +256,114 @@ def _values(element: Any) -> list[Any]:
     return list(element.value) if isinstance(element.value, MultiValue) else [element.value]
 
 
-def _clean(dataset: Any, context: _Context) -> None:
-    for tag in list(dataset.keys()):
-        element = dataset[tag]
+@functools.cache
+def _dictionary_vr(key: int) -> str | None:
+    """The data dictionary's VR of a public tag (repeating groups included), None if unknown."""
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(key)
+    except KeyError:
+        return None
+
+
+def _needs_decoding(key: int, element: Any) -> bool:
+    """Whether a rule may change this element's value, so it has to be decoded.
+
+    Everything else the profile either keeps as it is (its encoded bytes carried over,
+    never decoded) or removes (``X``, dropped undecoded). Decoded: the patient's name
+    and ID, every attribute the table lists with another action, and any attribute
+    that is or may be a date, time or sequence (by its encoded VR or the dictionary's,
+    unknown tags and undefined lengths included), whose rules come before the table's.
+    """
+    if key in _PATIENT_TAGS:
+        return True
+    dictionary_vr = _dictionary_vr(key)
+    undefined = element.length == _UNDEFINED_LENGTH if element.is_raw else element.is_undefined_length
+    if undefined or dictionary_vr is None or element.VR in _DECODED_VRS or dictionary_vr in _DECODED_VRS:
+        return True
+    return BASIC_PROFILE.get(key, "X") != "X"
+
+
+def _clean(dataset: Any, context: _Context) -> Any:
+    """Return a new dataset holding what the profile leaves of ``dataset`` (which is not changed).
+
+    Kept elements are shared as they were read (a raw element and its bytes, the pixel
+    data included, are immutable) or copied if already decoded; changed ones are new
+    elements; sequences are rebuilt item by item.
+    """
+    from pydicom.charset import default_encoding
+    from pydicom.dataset import Dataset
+
+    kept: dict[Any, Any] = {}
+    for tag, element in dataset.items():  # the stored elements, raw ones not decoded
         group = tag.group
         if tag.is_private or group == 0x0000 or (group & 0xFF00) in (0x5000, 0x6000):
-            del dataset[tag]
             continue
-        vr, key = element.VR, int(tag)
-        action = BASIC_PROFILE.get(key)
-        if key in _PATIENT_TAGS:
-            element.value = context.pseudonym
-        elif vr in ("DA", "DT") and key not in _NOT_SHIFTED:
-            shifted = [_shift_value(v, vr, context.shift_days) for v in _values(element) if v not in (None, "")]
-            element.value = shifted[0] if len(shifted) == 1 else shifted
-        elif vr == "TM" and action is not None and key not in _NOT_SHIFTED:
-            continue  # times of day are kept under the modified-dates option
-        elif action is None:
-            if vr == "SQ":
-                for item in element.value:
-                    _clean(item, context)
-        else:
-            _apply(dataset, element, _resolve(action, vr), context)
+        if _needs_decoding(int(tag), element):
+            decoded = dataset[tag]
+            cleaned = _cleaned_element(decoded, context)
+            if cleaned is decoded:
+                kept[tag] = _kept(element)
+            elif cleaned is not None:
+                kept[tag] = cleaned
+        elif BASIC_PROFILE.get(int(tag)) is None:
+            kept[tag] = _kept(element)
+    result = Dataset(kept, parent_encoding=dataset.original_character_set or default_encoding)
+    result.set_original_encoding(*dataset.original_encoding, dataset.original_character_set)
+    result.is_undefined_length_sequence_item = dataset.is_undefined_length_sequence_item
+    return result
 
 
-def _apply(dataset: Any, element: Any, action: str, context: _Context) -> None:
-    vr = element.VR
+def _kept(element: Any) -> Any:
+    """An element kept as it is: a raw one shared (immutable), a decoded one copied."""
+    return element if element.is_raw else copy.deepcopy(element)
+
+
+def _cleaned_element(element: Any, context: _Context) -> Any:
+    """The de-identified replacement of one decoded element: itself if kept, None if removed."""
+    from pydicom.dataelem import DataElement
+
+    tag, vr, key = element.tag, element.VR, int(element.tag)
+    action = BASIC_PROFILE.get(key)
+    if key in _PATIENT_TAGS:
+        return DataElement(tag, vr, context.pseudonym)
+    if vr in ("DA", "DT") and key not in _NOT_SHIFTED:
+        shifted = [_shift_value(v, vr, context.shift_days) for v in _values(element) if v not in (None, "")]
+        return DataElement(tag, vr, shifted[0] if len(shifted) == 1 else shifted)
+    if vr == "TM" and action is not None and key not in _NOT_SHIFTED:
+        return element  # times of day are kept under the modified-dates option
+    if action is None:
+        return _cleaned_sequence(element, context) if vr == "SQ" else element
+    return _apply(element, _resolve(action, vr), context)
+
+
+def _cleaned_sequence(element: Any, context: _Context, *, empty: bool = False) -> Any:
+    """A new sequence element of the cleaned items (none if ``empty``), encoded as the original."""
+    from pydicom.dataelem import DataElement
+
+    items = [] if empty else [_clean(item, context) for item in element.value]
+    return DataElement(element.tag, "SQ", items, is_undefined_length=element.is_undefined_length)
+
+
+def _apply(element: Any, action: str, context: _Context) -> Any:
+    from pydicom.dataelem import DataElement
+
+    tag, vr = element.tag, element.VR
     if action == "X":
-        del dataset[element.tag]
-    elif action == "Z" or (action == "D" and vr == "SQ"):
-        element.value = [] if vr == "SQ" else None
-    elif action == "D":
-        element.value = _DUMMY.get(vr)
-    elif action == "U":
+        return None
+    if vr == "SQ" and action in ("Z", "D"):
+        return _cleaned_sequence(element, context, empty=True)
+    if action == "Z":
+        return DataElement(tag, vr, None)
+    if action == "D":
+        return DataElement(tag, vr, _DUMMY.get(vr))
+    if action == "U":
         remapped = [context.keys.uid(str(v)) for v in _values(element) if v is not None and str(v).strip()]
-        element.value = remapped[0] if len(remapped) == 1 else remapped
-    elif action == "U*":
-        for item in element.value:
-            _clean(item, context)
-    else:  # pragma: no cover - guarded by deid_profile's parser
-        raise ValueError(f"unknown de-identification action {action!r}")
+        return DataElement(tag, vr, remapped[0] if len(remapped) == 1 else remapped)
+    if action == "U*":
+        return _cleaned_sequence(element, context)
+    raise ValueError(f"unknown de-identification action {action!r}")  # pragma: no cover - guarded by deid_profile
 
 
 def _mark(dataset: Any) -> None:
@@ -355,25 +426,30 @@ def deidentify(
     Returns
     -------
     pydicom.Dataset
-        The de-identified dataset, with new file meta and a zeroed preamble.
+        The de-identified dataset, with new file meta and a zeroed preamble. It is
+        built anew: elements kept unchanged share their still-encoded bytes (pixel
+        data included) with the input instead of copying them.
 
     Raises
     ------
     BurnedInAnnotation
         If the image declares burned-in annotation and ``allow_burned_in`` is false.
+    UnsupportedImage
+        If the dataset has no SOPInstanceUID (nothing to store it under).
     ValueError
         If the secret is too short.
     """
     keys = Pseudonymizer(check_secret(secret))
+    if "SOPInstanceUID" not in dataset:
+        raise UnsupportedImage(source, "no SOPInstanceUID: not a stored DICOM instance")
     if not allow_burned_in and str(dataset.get("BurnedInAnnotation", "")).strip().upper() == "YES":
         raise BurnedInAnnotation(
             source, "BurnedInAnnotation is YES: text in the pixels may identify the patient (refused)"
         )
     patient = _patient_key(dataset)
     context = _Context(keys, keys.patient_pseudonym(patient), keys.date_shift_days(patient))
-    result = copy.deepcopy(dataset)
     original_meta = getattr(dataset, "file_meta", None) or {}
-    _clean(result, context)
+    result = _clean(dataset, context)
     result.PatientName = context.pseudonym
     result.PatientID = context.pseudonym
     _mark(result)

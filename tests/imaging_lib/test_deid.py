@@ -195,3 +195,15 @@ def test_planted_phi_helper_really_plants(phi_files):
     assert dataset.PatientName == PHI["PatientName"]
     assert dataset.OtherPatientIDsSequence[0].PatientID == PHI["OtherPatientID"]
     assert any(element.value == PHI["Private"] for element in dataset if element.tag.is_private)
+
+
+def test_dataset_without_sop_instance_uid_is_a_typed_error():
+    import pydicom
+
+    from imaging_lib.deid import deidentify
+    from imaging_lib.errors import UnsupportedImage
+
+    path = sample_data.pydicom_file("nested_priv_SQ.dcm")
+    with pytest.raises(UnsupportedImage, match="SOPInstanceUID") as info:
+        deidentify(pydicom.dcmread(path), "a" * 32, source=path.name)
+    assert path.name in str(info.value)
