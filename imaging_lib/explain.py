@@ -5,9 +5,13 @@ segmentation call, mean-colour "fudged" image, cosine distances, kernel and
 ``LimeBase`` ridge fit with feature selection) and replaces only the slow part,
 ``data_labels``: lime builds each perturbed image in a Python loop (a deep copy and one
 full pass per switched-off segment) and calls the classifier in batches of 10. Here the
-same random draws build all perturbations at once, by indexing each sample's keep-row
-with the segment map (``np.take(..., axis=1)``), and feed the model in batches of the
-size its spec found fastest. Same image, segmentation, ``random_state`` and
+same random draws build the perturbations one model batch at a time (the batch size
+its spec found fastest), vectorised: each sample's keep-row is indexed with the segment
+map repeated per channel (``np.take(..., axis=1)``) and ``torch.where`` picks image or
+fudged values. When torch's intra-op threads leave a core idle (one thread per Dask
+worker), a second thread builds batch n + 1 while the model runs batch n, so building
+costs no wall time; when torch already uses every core the two would only contend, and
+the batches run one after the other. Same image, segmentation, ``random_state`` and
 ``num_samples`` give the same sampled matrix, the same probabilities and the same
 weights as ``lime_image.LimeImageExplainer(random_state=...).explain_instance``.
 
@@ -19,7 +23,8 @@ viewer's overlay.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -50,6 +55,51 @@ def _lime_image():
     return lime_image
 
 
+def _spare_core() -> bool:
+    """Return whether torch's intra-op threads leave a core of this process idle."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return torch.get_num_threads() < cores
+
+
+def _overlapped(
+    starts: Sequence[int],
+    build: Callable[[int, torch.Tensor], np.ndarray],
+    classify: Callable[[np.ndarray], np.ndarray],
+    buffers: Sequence[torch.Tensor],
+) -> list[np.ndarray]:
+    """Classify batch ``n`` while a second thread builds batch ``n + 1``.
+
+    Both threads spend their time in numpy/torch kernels that release the GIL, so on a
+    spare core the building costs no wall time. Batches alternate between the two buffers.
+
+    Parameters
+    ----------
+    starts : sequence of int
+        First row of every batch, in order (at least one).
+    build : callable
+        ``build(start, buffer)`` writes the batch starting at ``start`` into ``buffer`` and
+        returns it as images.
+    classify : callable
+        Maps a batch of images to its probabilities (a new array).
+    buffers : sequence of torch.Tensor
+        Two buffers, each large enough for one batch.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The probabilities of every batch, in the order of ``starts``.
+    """
+    outputs = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lime-perturbations") as builder:
+        pending = builder.submit(build, starts[0], buffers[0])
+        for n in range(len(starts)):
+            images = pending.result()
+            if n + 1 < len(starts):
+                pending = builder.submit(build, starts[n + 1], buffers[(n + 1) % 2])
+            outputs.append(classify(images))
+    return outputs
+
+
 def perturbed_predictions(
     image: np.ndarray,
     fudged_image: np.ndarray,
@@ -57,12 +107,16 @@ def perturbed_predictions(
     data: np.ndarray,
     classifier_fn: Callable[[np.ndarray], np.ndarray],
     batch_size: int,
+    *,
+    overlap: bool | None = None,
 ) -> np.ndarray:
     """Classify every perturbation of ``image`` that the rows of ``data`` describe.
 
     Row ``r`` keeps the pixels of segment ``z`` where ``data[r, z] == 1`` and shows
     ``fudged_image`` where it is 0, exactly as lime's ``data_labels`` does (a label
-    outside the columns of ``data`` is always kept, as in lime).
+    outside the columns of ``data`` is always kept, as in lime). The images are built
+    one classifier batch at a time into a reused buffer (still in cache when the model
+    reads it, and no page faults).
 
     Parameters
     ----------
@@ -71,11 +125,16 @@ def perturbed_predictions(
     segments : numpy.ndarray
         ``(h, w)`` non-negative integer segment labels.
     data : numpy.ndarray
-        ``(num_samples, n_features)`` 0/1 matrix.
+        ``(num_samples, n_features)`` 0/1 matrix, at least one row.
     classifier_fn : callable
         Maps ``(n, h, w, c)`` images to ``(n, classes)`` probabilities.
     batch_size : int
-        Images per classifier call (and per perturbation chunk).
+        Images per classifier call (and per perturbation batch).
+    overlap : bool, optional
+        Build the next batch in a second thread while the classifier runs (default: when
+        torch's intra-op threads leave a core idle, e.g. one thread in a Dask worker;
+        with every core in torch's pool the two threads would only contend). Either way
+        the probabilities are the same.
 
     Returns
     -------
@@ -86,17 +145,28 @@ def perturbed_predictions(
     table = np.ones((len(data), int(labels.max()) + 1), dtype=bool)
     columns = min(table.shape[1], data.shape[1])
     table[:, :columns] = data[:, :columns] == 1
-    # torch.where picks the same values as lime's masked assignment, on all cores
-    flat_image = torch.from_numpy(np.ascontiguousarray(image).reshape(1, labels.size, -1))
-    flat_fudged = torch.from_numpy(np.ascontiguousarray(fudged_image).reshape(1, labels.size, -1))
-    step = max(1, int(batch_size))  # one classifier batch at a time: it is still in cache when the model reads it
-    buffer = torch.empty((step, labels.size, flat_image.shape[2]), dtype=flat_image.dtype)  # reused: no page faults
-    outputs = []
-    for start in range(0, len(data), step):
-        keep = torch.from_numpy(np.take(table[start : start + step], labels, axis=1)[:, :, None])
+    # one keep flag per pixel and channel: torch.where then runs on contiguous rows without
+    # broadcasting, and picks the same values as lime's masked assignment
+    channel_labels = np.repeat(labels, image.size // labels.size)
+    flat_image = torch.from_numpy(np.ascontiguousarray(image).reshape(1, -1))
+    flat_fudged = torch.from_numpy(np.ascontiguousarray(fudged_image).reshape(1, -1))
+    step = max(1, int(batch_size))
+    overlap = _spare_core() if overlap is None else overlap
+    rows = min(step, len(data))
+    buffers = [torch.empty((rows, image.size), dtype=flat_image.dtype) for _ in range(2 if overlap else 1)]
+
+    def build(start: int, buffer: torch.Tensor) -> np.ndarray:
+        keep = torch.from_numpy(np.take(table[start : start + step], channel_labels, axis=1))
         images = torch.where(keep, flat_image, flat_fudged, out=buffer[: len(keep)])
-        outputs.append(np.array(classifier_fn(images.numpy().reshape(len(keep), *image.shape))))
-    return np.concatenate(outputs)
+        return images.numpy().reshape(len(keep), *image.shape)
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        return np.array(classifier_fn(images))
+
+    starts = range(0, len(data), step)
+    if overlap:
+        return np.concatenate(_overlapped(starts, build, classify, buffers))
+    return np.concatenate([classify(build(start, buffers[0])) for start in starts])
 
 
 def _fast_explainer(kernel_width: float, feature_selection: str, random_state: Any):

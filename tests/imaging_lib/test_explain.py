@@ -93,8 +93,9 @@ def test_equals_lime_with_slic(brain_volume, slice_image, model):
     _assert_same_explanation(ours_exp, lime_exp, *explainer.recorded)
 
 
-def test_perturbations_match_lime_pixel_for_pixel(slice_image):
-    """Our vectorised perturbation builds exactly lime's images (including a label gap)."""
+@pytest.mark.parametrize("overlap", [False, True])
+def test_perturbations_match_lime_pixel_for_pixel(slice_image, overlap):
+    """Our vectorised perturbation builds exactly lime's images (label gap included), overlapped or not."""
     rng = np.random.RandomState(1)
     segments = np.repeat(np.repeat(np.arange(16).reshape(4, 4), 56, axis=0), 56, axis=1)
     segments[segments == 7] = 20  # a label outside lime's columns is never switched off
@@ -102,7 +103,12 @@ def test_perturbations_match_lime_pixel_for_pixel(slice_image):
     fudged = slice_image[::-1].copy()
     data = rng.randint(0, 2, (12, n_features))
     seen = []
-    perturbed_predictions(slice_image, fudged, segments, data, lambda x: seen.append(x.copy()) or np.zeros((len(x), 2)), 5)
+
+    def classifier(images):
+        seen.append(images.copy())  # the buffer is reused for a later batch
+        return np.zeros((len(images), 2))
+
+    perturbed_predictions(slice_image, fudged, segments, data, classifier, 5, overlap=overlap)
     ours = np.concatenate(seen)
     for row, image in zip(data, ours):
         expected = slice_image.copy()
