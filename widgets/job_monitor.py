@@ -194,7 +194,7 @@ class JobMonitor(ipywidgets.VBox):
         imaging_lib.jobs.Job or None
             The job, or None when every study has a result.
         """
-        from imaging_lib.jobs import get_client, run_batch
+        from imaging_lib.jobs import run_batch
         from imaging_lib.models import DEMO_MODEL_URI
 
         self.refresh()
@@ -202,8 +202,7 @@ class JobMonitor(ipywidgets.VBox):
             return None
         self.run_button.disabled = True
         self.progress_area.children = [ipywidgets.HTML("<i>Starting the batch…</i>")]
-        self.job = run_batch(self.missing, self.store, self.model_uri or DEMO_MODEL_URI, self._client or get_client(),
-                             params=self.params)
+        self.job = run_batch(self.missing, self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params)
         self.refresh()
         self.table.selected = self.job.job_id
         return self.job

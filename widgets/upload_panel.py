@@ -139,13 +139,14 @@ class UploadPanel(ipywidgets.VBox):
 
     def start_batch(self, study_uids: Sequence[str]) -> Any:
         """Start the prediction batch on ``study_uids`` and follow it below the summary."""
-        from imaging_lib.jobs import get_client, run_batch
+        from imaging_lib.jobs import run_batch
         from imaging_lib.models import DEMO_MODEL_URI
 
         from .job_progress import JobProgress
 
         self.job_area.children = [ipywidgets.HTML("<i>Starting the analysis…</i>")]
-        client = self._client or get_client()
-        self.job = run_batch(list(study_uids), self.store, self.model_uri or DEMO_MODEL_URI, client, params=self.params)
+        self.job = run_batch(
+            list(study_uids), self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params
+        )
         self.job_area.children = [ipywidgets.HTML("<h4>Analysis</h4>"), JobProgress(self.job)]
         return self.job
