@@ -22,24 +22,12 @@ Last line: ``batch_scaling_2w <studies/min on 2 workers / studies/min on 1 worke
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-
-
-def _load_test_support() -> None:
-    """Import ``tests/support`` as package ``support``, as ``tests/conftest.py`` does."""
-    spec = importlib.util.spec_from_file_location(
-        "support", TESTS / "support" / "__init__.py", submodule_search_locations=[str(TESTS / "support")]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["support"] = module
-    spec.loader.exec_module(module)
+from support_package import register_support_package
 
 
 def _warm_up_worker() -> int:
@@ -80,7 +68,7 @@ def main() -> None:
     parser.add_argument("--segmentation", default="slic", choices=["quickshift", "slic"], help="LIME superpixels")
     args = parser.parse_args()
 
-    _load_test_support()
+    register_support_package()
     from distributed import Client
     from support.studies import make_cohort
 

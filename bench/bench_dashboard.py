@@ -22,18 +22,15 @@ import argparse
 import asyncio
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-# the repository first: the namespace-less tests/imaging_lib folder must not shadow the real package
-sys.path[:0] = [str(REPO)]
-sys.path.append(str(REPO / "tests"))
+from support_package import register_support_package
 
+register_support_package()
 from support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ROWS = ".imaging-record-table tbody tr"

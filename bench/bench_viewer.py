@@ -20,7 +20,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from support_package import register_support_package
 
+register_support_package()
 from support.browser import chromium_context, collect_console, colour_fraction, screenshot_pixels  # noqa: E402
 from support.servers import voila_server, write_notebook  # noqa: E402
 
