@@ -34,9 +34,9 @@ def _warm_up_worker() -> int:
     """Import the pipeline (torch, lime, skimage); return torch's intra-op threads."""
     import torch
 
-    import imaging_lib.explain  # noqa: F401 - importing is the warm-up
-    import imaging_lib.inference  # noqa: F401
-    import imaging_lib.pipeline  # noqa: F401
+    import imaging_lib.jobs.batch
+    import imaging_lib.science.explain
+    import imaging_lib.science.inference  # noqa: F401
 
     return torch.get_num_threads()
 
@@ -70,11 +70,11 @@ def main() -> None:
 
     register_support_package()
     from distributed import Client
-    from support.studies import make_cohort
 
     from imaging_lib.jobs import start_local_cluster
     from imaging_lib.models import DEMO_MODEL_URI, load_counts
-    from imaging_lib.store import Store
+    from imaging_lib.store.objects import Store
+    from support.studies import make_cohort
 
     params = {"num_samples": args.num_samples, "segmentation": args.segmentation, "batch_size": 10}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as folder:

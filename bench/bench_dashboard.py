@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from support_package import register_support_package
 
 register_support_package()
@@ -42,10 +41,10 @@ def build_store(folder: Path):
     """The demo store: sample studies ingested and predicted (no reports: not measured here)."""
     from distributed import Client
 
-    from imaging_lib.catalog import Catalog
     from imaging_lib.demo import prepare_demo
     from imaging_lib.jobs import start_local_cluster
-    from imaging_lib.store import Store
+    from imaging_lib.store.catalog import Catalog
+    from imaging_lib.store.objects import Store
 
     store = Store(folder / "store")
     with start_local_cluster(threads_per_worker=1) as cluster, Client(cluster, set_as_default=False) as client:
@@ -73,7 +72,7 @@ async def visit(browser, url: str, study_uid: str, name: str) -> dict:
         await page.wait_for_selector(VIEWER_PAINTED)
         now = time.perf_counter()
         outcome.update(ok=True, first_paint_s=now - start, click_to_paint_s=now - clicked)
-    except Exception as exc:  # noqa: BLE001 - a failed session is counted and reported, not fatal
+    except Exception as exc:
         outcome["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     outcome["page"] = page
     outcome["context"] = context
@@ -113,8 +112,10 @@ async def run_sessions(url: str, study_uid: str, count: int, server_pid: int, la
 def report(outcomes: list[dict]) -> None:
     for outcome in outcomes:
         if outcome["ok"]:
-            print(f"  {outcome['session']:>4}: table {outcome['table_s']:6.2f} s, first viewer paint "
-                  f"{outcome['first_paint_s']:6.2f} s (click to paint {outcome['click_to_paint_s']:5.2f} s)")
+            print(
+                f"  {outcome['session']:>4}: table {outcome['table_s']:6.2f} s, first viewer paint "
+                f"{outcome['first_paint_s']:6.2f} s (click to paint {outcome['click_to_paint_s']:5.2f} s)"
+            )
         else:
             print(f"  {outcome['session']:>4}: FAILED {outcome.get('error', '')}")
 
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     args = parser.parse_args()
 
-    from imaging_lib.dashboard import start_dashboard
+    from imaging_lib.dashboard.server import start_dashboard
 
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as folder:
         print("building the demo store (ingest + batch on a LocalCluster)...", flush=True)
@@ -146,14 +147,18 @@ def main() -> None:
     ok = [o for o in many if o["ok"]]
     rss = many[0]["kernels_rss_mib"]
     if rss:
-        print(f"kernels alive with {args.sessions} pages open: {len(rss)}; RSS per kernel "
-              f"mean {statistics.mean(rss):.0f} MiB, max {max(rss):.0f} MiB, total {sum(rss) / 1024:.2f} GiB")
+        print(
+            f"kernels alive with {args.sessions} pages open: {len(rss)}; RSS per kernel "
+            f"mean {statistics.mean(rss):.0f} MiB, max {max(rss):.0f} MiB, total {sum(rss) / 1024:.2f} GiB"
+        )
     if ok and single[0]["ok"]:
         paints = [o["first_paint_s"] for o in ok]
         alone = single[0]["first_paint_s"]
-        print(f"first viewer paint: alone {alone:.2f} s; {args.sessions} at once median "
-              f"{statistics.median(paints):.2f} s, max {max(paints):.2f} s; "
-              f"median / alone = {statistics.median(paints) / alone:.2f}")
+        print(
+            f"first viewer paint: alone {alone:.2f} s; {args.sessions} at once median "
+            f"{statistics.median(paints):.2f} s, max {max(paints):.2f} s; "
+            f"median / alone = {statistics.median(paints) / alone:.2f}"
+        )
     print(f"dashboard_{args.sessions}_sessions_ok {len(ok)}")
 
 

@@ -20,14 +20,18 @@ import time
 from pathlib import Path
 
 from imaging_lib import sample_data
-from imaging_lib.ingestion import ingest
-from imaging_lib.store import Store
+from imaging_lib.ingestion.batch import ingest
+from imaging_lib.store.objects import Store
 
 SECRET = "benchmark-secret-0123456789abcdef"
 
 
 def sources() -> list[Path]:
-    return [*sample_data.brain_series(), sample_data.pydicom_file("CT_small.dcm"), sample_data.pydicom_file("MR_small.dcm")]
+    return [
+        *sample_data.brain_series(),
+        sample_data.pydicom_file("CT_small.dcm"),
+        sample_data.pydicom_file("MR_small.dcm"),
+    ]
 
 
 def copy(files: list[Path], store: Store) -> None:

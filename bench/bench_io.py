@@ -40,8 +40,10 @@ def main() -> None:
     print(f"files: {len(files)} (best of {REPEATS})")
     print(f"read_dicom_series          {ours * 1000:8.1f} ms")
     print(f"bare dcmread+pixel_array   {bare * 1000:8.1f} ms")
-    print(f"without the padded file: ours {ours_19 * 1000:.1f} ms, bare {bare_19 * 1000:.1f} ms, "
-          f"ratio {ours_19 / bare_19:.3f}")
+    print(
+        f"without the padded file: ours {ours_19 * 1000:.1f} ms, bare {bare_19 * 1000:.1f} ms, "
+        f"ratio {ours_19 / bare_19:.3f}"
+    )
     print(f"io_read_ratio {ours / bare:.3f}")
 
 

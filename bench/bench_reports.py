@@ -30,10 +30,10 @@ from pathlib import Path
 def _prepare_store(root: Path, studies: int, num_samples: int, client) -> tuple[object, list[str]]:
     """Ingest the brain series ``studies`` times and run the prediction batch on it."""
     from imaging_lib import sample_data
-    from imaging_lib.ingestion import ingest
+    from imaging_lib.ingestion.batch import ingest
     from imaging_lib.jobs import run_batch
     from imaging_lib.models import DEMO_MODEL_URI
-    from imaging_lib.store import Store
+    from imaging_lib.store.objects import Store
 
     store = Store(str(root / "store"))
     study_uids: set[str] = set()

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from timing import repeat_times
 
 from imaging_lib import sample_data
 from imaging_lib.io.nifti import read_nifti
 from imaging_lib.phantoms import Ellipsoid, draw_phantom, oblique_affine
-from imaging_lib.segment import grow_region, quantify, quantify_labels
-from timing import repeat_times
+from imaging_lib.science.segment import grow_region, quantify, quantify_labels
 
 
 def median_seconds(function: Callable[[], Any], repeats: int) -> float:
@@ -70,7 +71,8 @@ def main() -> None:
         timings[name] = median_seconds(lambda: grow_region(volume, seed, **params), args.repeats)
         print(f"grow_region {name:34s} {timings[name]:.3f} s   volume error {100 * error:+.2f} %")
     mask = grow_region(volume, seed)
-    print(f"quantify (one mask)                            {median_seconds(lambda: quantify(volume, mask), args.repeats):.3f} s")
+    quantify_seconds = median_seconds(lambda: quantify(volume, mask), args.repeats)
+    print(f"quantify (one mask)                            {quantify_seconds:.3f} s")
 
     labels = read_nifti(sample_data.papaya_nifti("Talairach_labels_1mm.nii.gz"))
     intensity = labels.with_array(np.random.default_rng(0).normal(100.0, 10.0, labels.shape[:3]).astype(np.float32))
@@ -78,7 +80,9 @@ def main() -> None:
     vectorised = median_seconds(lambda: quantify_labels(intensity, labels), args.repeats)
     loop = median_seconds(lambda: per_label_loop(intensity.array, labels.array), 1)
     print(f"quantify_labels Talairach ({count} labels, {labels.shape[:3]})  {vectorised:.3f} s")
-    print(f"per-label numpy loop (mean and median only)    {loop:.3f} s   ratio loop/vectorised {loop / vectorised:.1f}x")
+    print(
+        f"per-label numpy loop (mean and median only)    {loop:.3f} s   ratio loop/vectorised {loop / vectorised:.1f}x"
+    )
     print(f"segment_256_s {timings['std (default)']:.3f}")
 
 

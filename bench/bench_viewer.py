@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from support_package import register_support_package
 
 register_support_package()
@@ -262,8 +261,8 @@ def main() -> None:
     args = parser.parse_args()
 
     compare = importlib.util.find_spec("ipyniivue") is not None
-    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as folder:
-        folder = Path(folder)
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as temporary:
+        folder = Path(temporary)
         out = folder / "runs.jsonl"
         cells = [NOTEBOOK_CELL, NIIVUE_CELL] if compare else [NOTEBOOK_CELL]
         notebook = write_notebook(folder / "bench.ipynb", cells)

@@ -9,49 +9,77 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
+
+
+def _print_job_errors(job: Any) -> None:
+    for item, error in job.errors.items():
+        print(f"failed {item}: {error['error_type']}: {error['error']}", file=sys.stderr)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .summary import print_sample_summary
+    from .sample_data import sample_summary
 
-    print_sample_summary()
+    print(sample_summary())
     return 0
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from .ingestion import ingest_from_command_line
+    from .ingestion import ingest
+    from .store import Store
 
-    return ingest_from_command_line(args.paths, store_url=args.store, allow_burned_in=args.allow_burned_in)
+    store = Store(args.store)
+    summary = ingest(args.paths, store, allow_burned_in=args.allow_burned_in, progress=True)
+    print(f"{summary}\nstore: {store.url}")
+    return 1 if summary.quarantined else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .reports import report_from_command_line
+    from .jobs import follow_with_progress_bar, get_client
+    from .reports import check_formats, run_cohort_report, run_reports
+    from .store import Store
 
-    return report_from_command_line(
-        args.study_uid,
-        all_studies=args.all,
-        cohort=args.cohort,
-        formats=[f for f in args.format.split(",") if f],
-        store_url=args.store,
-        scheduler=args.scheduler,
-    )
+    store = Store(args.store)
+    formats = check_formats(f for f in args.format.split(",") if f)
+    client = get_client(args.scheduler)
+    if args.cohort:
+        job = run_cohort_report(store, formats=formats, client=client)
+    else:
+        job = run_reports("all" if args.all else [str(args.study_uid)], store, formats=formats, client=client)
+    follow_with_progress_bar(job)
+    for summary in job.results.values():
+        for key in summary["keys"].values():
+            print(store.full_path(key))
+    _print_job_errors(job)
+    print(f"job {job.job_id}: {job.counts}", file=sys.stderr)
+    return 1 if job.errors else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .jobs import run_from_command_line
+    from .jobs import ITEM_STATES, follow_with_progress_bar, get_client, run_batch
+    from .models import DEMO_MODEL_URI
+    from .store import Store, layout
 
     params = {"batch_size": args.batch_size, "num_samples": args.num_samples, "segmentation": args.segmentation}
-    return run_from_command_line(
+    store = Store(args.store)
+    job = run_batch(
         args.studies or "all",
-        store_url=args.store,
-        model_uri=args.model,
-        scheduler=args.scheduler,
-        retries=args.retries,
-        params={name: value for name, value in params.items() if value is not None},
+        store,
+        args.model or DEMO_MODEL_URI,
+        get_client(args.scheduler),
+        args.retries,
+        {name: value for name, value in params.items() if value is not None},
         resume=not args.no_resume,
     )
+    print(f"job {job.job_id}: record {store.full_path(layout.job_record_key(job.job_id))}", flush=True)
+    print(f"Dask dashboard: {job.dashboard_link}", flush=True)
+    follow_with_progress_bar(job)
+    counts = job.counts
+    print(", ".join(f"{state} {counts[state]}" for state in (*ITEM_STATES, "total")), flush=True)
+    _print_job_errors(job)
+    return 1 if counts["failed"] else 0
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -83,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("paths", nargs="+", help="files, folders, zip archives or gs:// URLs")
     ingest.add_argument(
-        "--allow-burned-in", action="store_true", help="accept images declaring burned-in annotation (refused by default)"
+        "--allow-burned-in",
+        action="store_true",
+        help="accept images declaring burned-in annotation (refused by default)",
     )
     ingest.set_defaults(func=_cmd_ingest)
 
@@ -117,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.set_defaults(func=_cmd_dashboard)
 
     demo = commands.add_parser(
-        "demo", help="ingest the sample studies, run the batch and reports, serve the dashboards", parents=[store, scheduler]
+        "demo",
+        help="ingest the sample studies, run the batch and reports, serve the dashboards",
+        parents=[store, scheduler],
     )
     demo.add_argument("--port", type=int, default=8866, help="TCP port of the dashboards (default 8866)")
     demo.add_argument("--ip", default="127.0.0.1", help="address of the dashboards (default 127.0.0.1)")

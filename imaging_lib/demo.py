@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoOutcome", "sample_sources", "studies_summary", "prepare_demo", "run_demo"]
+__all__ = ["DemoOutcome", "prepare_demo", "run_demo", "sample_sources", "studies_summary"]
 
 
 @dataclass
@@ -52,8 +52,12 @@ def sample_sources() -> list[Path]:
     """
     from .sample_data import brain_series, papaya_nifti, pydicom_file
 
-    return [*brain_series(), papaya_nifti("sample_image.nii.gz"), pydicom_file("CT_small.dcm"),
-            pydicom_file("MR_small.dcm")]
+    return [
+        *brain_series(),
+        papaya_nifti("sample_image.nii.gz"),
+        pydicom_file("CT_small.dcm"),
+        pydicom_file("MR_small.dcm"),
+    ]
 
 
 def _dimensions(values: Any, digits: int | None = None) -> str:
@@ -74,14 +78,18 @@ def studies_summary(store: Any) -> str:
     str
         One line per study (UIDs shortened to their last 12 characters), under a header.
     """
-    from .catalog import Catalog
+    from .store.catalog import Catalog
 
     catalog = Catalog(store)
     studies = catalog.studies()
     results = catalog.results()
-    latest = results.sort_values("created_at").groupby("study_uid").tail(1).set_index("study_uid") if len(results) else None
-    lines = [f"{'study (de-identified)':<22} {'modality':<8} {'description':<16} {'shape':<18} "
-             f"{'spacing (mm)':<22} prediction"]
+    latest = (
+        results.sort_values("created_at").groupby("study_uid").tail(1).set_index("study_uid") if len(results) else None
+    )
+    lines = [
+        f"{'study (de-identified)':<22} {'modality':<8} {'description':<16} {'shape':<18} "
+        f"{'spacing (mm)':<22} prediction"
+    ]
     for study in studies.to_dict("records"):
         uid = study["study_uid"]
         prediction = "-"
@@ -111,7 +119,7 @@ def prepare_demo(
     client : distributed.Client
         Where the batch and the reports run.
     params : mapping, optional
-        Pipeline parameters (see :data:`imaging_lib.pipeline.DEFAULT_PARAMS`).
+        Pipeline parameters (see :data:`imaging_lib.jobs.batch.DEFAULT_PARAMS`).
     reports : bool
         Make the study reports.
     report_formats : sequence of str
@@ -123,7 +131,7 @@ def prepare_demo(
     -------
     DemoOutcome
     """
-    from .ingestion import ingest
+    from .ingestion.batch import ingest
     from .jobs import follow_with_progress_bar, run_batch
     from .models import DEMO_MODEL_URI
 
@@ -176,9 +184,9 @@ def run_demo(
         0 when every study was processed and reported, 1 when some failed (the
         dashboards are still served), else the dashboards' exit status.
     """
-    from .dashboard import serve_dashboard
+    from .dashboard.server import serve_dashboard
     from .jobs import SCHEDULER_ENV, get_client
-    from .store import Store
+    from .store.objects import Store
 
     store = Store(store_url)
     client = get_client(scheduler)

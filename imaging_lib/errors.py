@@ -11,24 +11,24 @@ from __future__ import annotations
 import os
 
 __all__ = [
-    "ImagingError",
-    "UnreadableImage",
-    "UnsupportedImage",
-    "InconsistentSeries",
     "ImageTooLarge",
+    "ImagingError",
+    "InconsistentSeries",
+    "InsecureServing",
     "InvalidGeometry",
-    "InvalidSeed",
-    "RegionTooLarge",
-    "MissingDependency",
-    "SampleDataMissing",
     "InvalidInput",
+    "InvalidModelOutput",
+    "InvalidModelSpec",
+    "InvalidSeed",
+    "MissingDependency",
+    "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
-    "ModelChecksumMismatch",
-    "InvalidModelSpec",
-    "InvalidModelOutput",
-    "InsecureServing",
+    "RegionTooLarge",
     "ReportFailed",
+    "SampleDataMissing",
+    "UnreadableImage",
+    "UnsupportedImage",
 ]
 
 

@@ -10,15 +10,15 @@ real patient data never needs it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .volume import Volume
 
-__all__ = ["Ellipsoid", "Phantom", "oblique_affine", "draw_phantom", "demo_phantom"]
+__all__ = ["Ellipsoid", "Phantom", "demo_phantom", "draw_phantom", "oblique_affine"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Ellipsoid:
     rotation: tuple[tuple[float, ...], ...] = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
     @classmethod
-    def sphere(cls, centre_mm: Sequence[float], radius_mm: float, intensity: float) -> "Ellipsoid":
+    def sphere(cls, centre_mm: Sequence[float], radius_mm: float, intensity: float) -> Ellipsoid:
         """Return a sphere of ``radius_mm`` around ``centre_mm``."""
         return cls(tuple(map(float, centre_mm)), (float(radius_mm),) * 3, float(intensity))
 
@@ -243,6 +243,11 @@ def demo_phantom(
         Ellipsoid((20.0, -6.0, -3.0), (18.0, 11.0, 9.0), 120.0, tuple(map(tuple, tilt))),
     )
     return draw_phantom(
-        shape, affine, ellipsoids, background=20.0, noise_sigma=noise_sigma,
-        supersample=supersample, random_state=random_state,
+        shape,
+        affine,
+        ellipsoids,
+        background=20.0,
+        noise_sigma=noise_sigma,
+        supersample=supersample,
+        random_state=random_state,
     )

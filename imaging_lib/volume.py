@@ -142,7 +142,7 @@ class Volume:
             raise IndexError(f"slice {index} is outside axis {axis} of length {self.shape[axis]}")
         return np.take(self.array, index, axis=axis)
 
-    def as_ras(self) -> "Volume":
+    def as_ras(self) -> Volume:
         """Return the volume with voxel axes flipped and permuted to point R, A, S.
 
         No resampling happens: voxels are only reordered, and the affine is updated so
@@ -157,7 +157,7 @@ class Volume:
         affine = self.affine @ orientations.inv_ornt_aff(transform, self.shape[:3])
         return replace(self, array=array, affine=affine)
 
-    def with_array(self, array: np.ndarray, **metadata: Any) -> "Volume":
+    def with_array(self, array: np.ndarray, **metadata: Any) -> Volume:
         """Return a volume on the same geometry holding ``array`` (a mask, a heat map)."""
         if array.shape[:3] != self.shape[:3]:
             raise ValueError(f"array shape {array.shape} does not match volume shape {self.shape}")
@@ -180,7 +180,7 @@ class Volume:
         return image
 
     @classmethod
-    def from_nifti(cls, image: nib.spatialimages.SpatialImage, **metadata: Any) -> "Volume":
+    def from_nifti(cls, image: nib.spatialimages.SpatialImage, **metadata: Any) -> Volume:
         """Build a volume from a nibabel image, keeping its affine exactly."""
         return cls(np.asanyarray(image.dataobj), image.affine, metadata)
 

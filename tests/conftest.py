@@ -60,7 +60,7 @@ def gcs_emulator():
 @pytest.fixture(params=["local", "gcs"])
 def store(request, tmp_path):
     """A fresh empty :class:`~imaging_lib.store.Store`: a local folder, then a bucket on the GCS emulator."""
-    from imaging_lib.store import Store
+    from imaging_lib.store.objects import Store
 
     if request.param == "local":
         return Store(tmp_path / "store")
@@ -75,7 +75,10 @@ def local_dask_client():
 
     from imaging_lib.jobs import start_local_cluster
 
-    with start_local_cluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster, set_as_default=False) as client:
+    with (
+        start_local_cluster(n_workers=2, threads_per_worker=1) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         yield client
 
 

@@ -23,22 +23,22 @@ from typing import Any
 import ipywidgets
 import pandas as pd
 
-from imaging_lib import layout
+from imaging_lib.store import layout
 
 from .download_button import DownloadButton
 from .record_table import RecordTable, filter_records
 
 __all__ = [
+    "HEATMAP_OVERLAY",
+    "STUDY_COLUMNS",
     "CatalogPanel",
     "StudyDetail",
-    "STUDY_COLUMNS",
-    "HEATMAP_OVERLAY",
-    "study_table",
-    "latest_results",
     "job_status_by_study",
-    "read_job_records",
+    "latest_results",
     "prediction_html",
     "quantification_table",
+    "read_job_records",
+    "study_table",
 ]
 
 STUDY_COLUMNS = (
@@ -111,9 +111,7 @@ def read_job_records(store: Any, jobs: pd.DataFrame, kind: str = "batch") -> lis
     return list(store.read_json_many(keys, skip_missing=True).values())
 
 
-def study_table(
-    studies: pd.DataFrame, results: pd.DataFrame, job_records: Iterable[Mapping[str, Any]]
-) -> pd.DataFrame:
+def study_table(studies: pd.DataFrame, results: pd.DataFrame, job_records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Join studies with their latest prediction and job status: the rows of the study browser.
 
     Parameters
@@ -162,8 +160,9 @@ def prediction_html(result: Mapping[str, Any] | None) -> str:
         ("Computed", html.escape(str(result.get("created_at", "–")))),
         ("Parameters", html.escape(", ".join(f"{name}={value}" for name, value in sorted(params.items())))),
     ]
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{name}</th><td>{value}</td></tr>"
-                   for name, value in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{name}</th><td>{value}</td></tr>" for name, value in rows
+    )
     return f"<table class='study-prediction'>{body}</table>"
 
 
@@ -218,11 +217,18 @@ class StudyDetail(ipywidgets.VBox):
             heatmap = store.read_volume(self.heatmap_key)
             peak = float(heatmap.array.max())
             if peak > 0:
-                self.viewer.add_overlay(heatmap, lut="Overlay (Positives)", min=HEATMAP_FLOOR * peak, max=peak,
-                                        alpha=0.6, name=HEATMAP_OVERLAY)
+                self.viewer.add_overlay(
+                    heatmap,
+                    lut="Overlay (Positives)",
+                    min=HEATMAP_FLOOR * peak,
+                    max=peak,
+                    alpha=0.6,
+                    name=HEATMAP_OVERLAY,
+                )
         for record in segmentations.to_dict("records"):
-            self.viewer.add_overlay(store.read_volume(record["mask_key"]), lut="Green Overlay", alpha=0.5,
-                                    name=f"saved {record['seg_id']}")
+            self.viewer.add_overlay(
+                store.read_volume(record["mask_key"]), lut="Green Overlay", alpha=0.5, name=f"saved {record['seg_id']}"
+            )
         if result:
             shape = volume.array.shape
             self.viewer.goto((shape[0] // 2, shape[1] // 2, int(result["most_suspicious_slice"])))
@@ -231,17 +237,23 @@ class StudyDetail(ipywidgets.VBox):
         )
         numbers = quantification_table(segmentations)
         quantification = (
-            numbers.to_html(index=False, float_format=lambda value: f"{value:.2f}", classes="study-quantification",
-                            border=0)
-            if not numbers.empty else "<i>No saved segmentation: click in the image to segment.</i>"
+            numbers.to_html(
+                index=False, float_format=lambda value: f"{value:.2f}", classes="study-quantification", border=0
+            )
+            if not numbers.empty
+            else "<i>No saved segmentation: click in the image to segment.</i>"
         )
         self.downloads = [
-            DownloadButton(store, study["volume_key"], "Volume (de-identified NIfTI)",
-                           f"{self.study_uid}.nii.gz"),
-            *([DownloadButton(store, self.heatmap_key, "LIME heat map (NIfTI)", f"{self.study_uid}_lime.nii.gz")]
-              if self.heatmap_key else []),
-            *(DownloadButton(store, record["mask_key"], f"Mask {record['seg_id']}", f"{record['seg_id']}.nii.gz")
-              for record in segmentations.to_dict("records")),
+            DownloadButton(store, study["volume_key"], "Volume (de-identified NIfTI)", f"{self.study_uid}.nii.gz"),
+            *(
+                [DownloadButton(store, self.heatmap_key, "LIME heat map (NIfTI)", f"{self.study_uid}_lime.nii.gz")]
+                if self.heatmap_key
+                else []
+            ),
+            *(
+                DownloadButton(store, record["mask_key"], f"Mask {record['seg_id']}", f"{record['seg_id']}.nii.gz")
+                for record in segmentations.to_dict("records")
+            ),
             *(DownloadButton(store, key, f"Report {posixpath.basename(key)}") for key in report_keys),
         ]
         title = ipywidgets.HTML(f"<h3 class='study-title'>Study {html.escape(self.study_uid)}</h3>")
@@ -277,8 +289,13 @@ class CatalogPanel(ipywidgets.VBox):
         self.search = ipywidgets.Text(placeholder="search any column", continuous_update=True)
         self.refresh_button = ipywidgets.Button(description="Refresh", icon="refresh")
         self.count = ipywidgets.HTML()
-        self.table = RecordTable(STUDY_COLUMNS, key="study_uid", sort_by="study_date", ascending=False,
-                                 empty_message="No studies match. Upload studies or run `imaging-lab ingest`.")
+        self.table = RecordTable(
+            STUDY_COLUMNS,
+            key="study_uid",
+            sort_by="study_date",
+            ascending=False,
+            empty_message="No studies match. Upload studies or run `imaging-lab ingest`.",
+        )
         self.detail = ipywidgets.VBox()
         self.studies = pd.DataFrame()
         self.results = pd.DataFrame()
@@ -294,7 +311,7 @@ class CatalogPanel(ipywidgets.VBox):
 
     def refresh(self) -> None:
         """Re-read the catalog from the store and redraw the table (keeping filters)."""
-        from imaging_lib.catalog import Catalog
+        from imaging_lib.store.catalog import Catalog
 
         catalog = Catalog(self.store)
         self.studies = catalog.studies()
@@ -338,14 +355,16 @@ class CatalogPanel(ipywidgets.VBox):
             raise KeyError(study_uid)
         study = rows.iloc[0].to_dict()
         results = self.results[self.results["study_uid"] == study_uid] if not self.results.empty else self.results
-        result = self.store.read_json(results.sort_values("created_at").iloc[-1]["record_key"]) if len(results) else None
+        result = (
+            self.store.read_json(results.sort_values("created_at").iloc[-1]["record_key"]) if len(results) else None
+        )
         segmentations = (
             self.segmentations[self.segmentations["study_uid"] == study_uid]
-            if not self.segmentations.empty else pd.DataFrame(columns=["seg_id", "mask_key"])
+            if not self.segmentations.empty
+            else pd.DataFrame(columns=["seg_id", "mask_key"])
         )
         report_folder = posixpath.dirname(layout.report_key(study_uid, "report", "html")) + "/"
         reports = sorted(key for key in self.store.list(report_folder) if key.endswith((".html", ".pdf")))
         detail = StudyDetail(self.store, study, result, segmentations, reports, self.client)
         self.detail.children = [detail]
         return detail
-

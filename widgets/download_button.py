@@ -25,8 +25,14 @@ logger = logging.getLogger(__name__)
 
 JS = Path(__file__).resolve().parent / "js"
 
-_MIME = {".gz": "application/gzip", ".nii": "application/octet-stream", ".pdf": "application/pdf",
-         ".html": "text/html", ".ipynb": "application/x-ipynb+json", ".json": "application/json"}
+_MIME = {
+    ".gz": "application/gzip",
+    ".nii": "application/octet-stream",
+    ".pdf": "application/pdf",
+    ".html": "text/html",
+    ".ipynb": "application/x-ipynb+json",
+    ".json": "application/json",
+}
 
 
 def mime_type(filename: str) -> str:

@@ -14,7 +14,6 @@ no cluster. The batch runs on ``$IMAGING_DASK_SCHEDULER`` when set (the cluster 
 from __future__ import annotations
 
 import html
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,10 +21,12 @@ from typing import Any
 import ipywidgets
 import pandas as pd
 
+from imaging_lib import settings
+
 from .catalog_panel import job_status_by_study, read_job_records
 from .record_table import RecordTable
 
-__all__ = ["JobMonitor", "JOB_COLUMNS", "job_rows", "studies_without_result"]
+__all__ = ["JOB_COLUMNS", "JobMonitor", "job_rows", "studies_without_result"]
 
 JOB_COLUMNS = (
     {"name": "created_at", "label": "Started"},
@@ -90,7 +91,7 @@ class JobMonitor(ipywidgets.VBox):
     client : distributed.Client, optional
         Where batches run; default :func:`imaging_lib.jobs.get_client`, made on the first batch.
     params : mapping, optional
-        Pipeline parameters of the batches (see :data:`imaging_lib.pipeline.DEFAULT_PARAMS`).
+        Pipeline parameters of the batches (see :data:`imaging_lib.jobs.batch.DEFAULT_PARAMS`).
     poll : float
         Seconds between refreshes of the table while a job runs.
     """
@@ -111,17 +112,18 @@ class JobMonitor(ipywidgets.VBox):
         self.poll = poll
         self.job: Any = None
         self.missing: list[str] = []
-        self.table = RecordTable(JOB_COLUMNS, key="job_id", sort_by="created_at", ascending=False,
-                                 empty_message="No jobs yet.")
-        self.run_button = ipywidgets.Button(icon="play", button_style="primary",
-                                            layout=ipywidgets.Layout(width="auto"))
+        self.table = RecordTable(
+            JOB_COLUMNS, key="job_id", sort_by="created_at", ascending=False, empty_message="No jobs yet."
+        )
+        self.run_button = ipywidgets.Button(icon="play", button_style="primary", layout=ipywidgets.Layout(width="auto"))
         self.refresh_button = ipywidgets.Button(description="Refresh", icon="refresh")
-        scheduler = os.environ.get("IMAGING_DASK_SCHEDULER")
+        scheduler = settings.read(settings.DASK_SCHEDULER)
         where = f"the Dask scheduler {html.escape(scheduler)}" if scheduler else "a local Dask cluster started with it"
         self.cluster = ipywidgets.HTML(f"<p class='job-cluster'>A batch started here runs on {where}.</p>")
         self.progress_area = ipywidgets.VBox()
-        super().__init__([ipywidgets.HBox([self.run_button, self.refresh_button]), self.cluster, self.table,
-                          self.progress_area])
+        super().__init__(
+            [ipywidgets.HBox([self.run_button, self.refresh_button]), self.cluster, self.table, self.progress_area]
+        )
         self.run_button.on_click(lambda _button: self.start_batch())
         self.refresh_button.on_click(lambda _button: self.refresh())
         self.table.observe(self._on_select, names="selected")
@@ -137,16 +139,16 @@ class JobMonitor(ipywidgets.VBox):
         pandas.DataFrame
             The job table's rows.
         """
-        from imaging_lib.catalog import Catalog
+        from imaging_lib.store.catalog import Catalog
 
         catalog = Catalog(self.store)
         jobs = catalog.jobs()
         rows = job_rows(jobs)
         self.table.set_records(rows)
-        self.missing = studies_without_result(
-            catalog.studies(), catalog.results(), read_job_records(self.store, jobs)
+        self.missing = studies_without_result(catalog.studies(), catalog.results(), read_job_records(self.store, jobs))
+        self.run_button.description = (
+            f"Analyse {len(self.missing)} stud{'y' if len(self.missing) == 1 else 'ies'} without a result"
         )
-        self.run_button.description = f"Analyse {len(self.missing)} stud{'y' if len(self.missing) == 1 else 'ies'} without a result"
         self.run_button.disabled = not self.missing
         if (rows["status"] == "running").any():
             self._follow_running()
@@ -202,7 +204,9 @@ class JobMonitor(ipywidgets.VBox):
             return None
         self.run_button.disabled = True
         self.progress_area.children = [ipywidgets.HTML("<i>Starting the batch…</i>")]
-        self.job = run_batch(self.missing, self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params)
+        self.job = run_batch(
+            self.missing, self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params
+        )
         self.refresh()
         self.table.selected = self.job.job_id
         return self.job

@@ -36,16 +36,16 @@ from imaging_lib.io.nifti import nifti_to_bytes, read_nifti
 from imaging_lib.volume import Volume
 
 __all__ = [
+    "BUNDLE",
+    "PAPAYA_LUTS",
     "PapayaViewer",
     "ViewerLink",
-    "link_viewers",
     "as_volume",
+    "colour_table",
     "display_affine",
     "encode_for_papaya",
     "is_mask",
-    "colour_table",
-    "PAPAYA_LUTS",
-    "BUNDLE",
+    "link_viewers",
 ]
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def colour_table(lut: Any = None, *, color: Any = None, samples: int = 16) -> li
         return [[0.0, r, g, b], [1.0, r, g, b]]
     if lut is None or (isinstance(lut, str) and lut in PAPAYA_LUTS):
         return None
-    if isinstance(lut, str) or hasattr(lut, "N") and callable(lut):
+    if isinstance(lut, str) or (hasattr(lut, "N") and callable(lut)):
         import matplotlib
 
         try:
@@ -368,7 +368,7 @@ class PapayaViewer(anywidget.AnyWidget):
                 self.add_overlay(image, **options)
 
     # ------------------------------------------------------------------ images
-    def show(self, volume: ImageLike, *, affine: Any = None) -> "PapayaViewer":
+    def show(self, volume: ImageLike, *, affine: Any = None) -> PapayaViewer:
         """Show a new base image; overlays of the previous one are removed.
 
         Parameters
@@ -402,8 +402,8 @@ class PapayaViewer(anywidget.AnyWidget):
         self,
         volume: ImageLike,
         lut: Any = "Red Overlay",
-        min: float | None = None,  # noqa: A002 - Papaya's parameter names
-        max: float | None = None,  # noqa: A002
+        min: float | None = None,
+        max: float | None = None,
         alpha: float = 0.6,
         *,
         color: Any = None,
@@ -554,7 +554,9 @@ class PapayaViewer(anywidget.AnyWidget):
             ijk = np.rint(self.volume.world_to_voxel(np.asarray(world, dtype=np.float64)))
         index = np.asarray(ijk, dtype=np.float64)
         if index.shape != (3,) or not self.volume.contains(index):
-            raise ValueError(f"position {list(np.ravel(index))} lies outside the volume of shape {self.volume.shape[:3]}")
+            raise ValueError(
+                f"position {list(np.ravel(index))} lies outside the volume of shape {self.volume.shape[:3]}"
+            )
         position = self._position(np.rint(index).astype(int))
         self._cursor = {"ijk": list(position["ijk"]), "seq": next(self._cursor_seq)}
         self.coordinate = position

@@ -19,7 +19,7 @@ import anywidget
 import pandas as pd
 import traitlets
 
-__all__ = ["RecordTable", "Column", "filter_records", "sort_records", "json_rows"]
+__all__ = ["Column", "RecordTable", "filter_records", "json_rows", "sort_records"]
 
 JS = Path(__file__).resolve().parent / "js"
 

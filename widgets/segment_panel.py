@@ -1,6 +1,6 @@
 """SegmentPanel: click in a PapayaViewer to segment there on Dask; the mask and its numbers come back.
 
-A click in the viewer submits :func:`imaging_lib.segment.segment_and_quantify` (region
+A click in the viewer submits :func:`imaging_lib.science.segment.segment_and_quantify` (region
 growing from the clicked voxel, quantification and, with a store, saving) to a Dask
 client and returns at once: the kernel stays responsive while a worker computes. The
 viewer shows its busy spinner meanwhile. When the future finishes, its done-callback
@@ -27,12 +27,12 @@ from typing import Any
 import ipywidgets
 
 from imaging_lib.errors import ImagingError
-from imaging_lib.segment import segment_and_quantify
+from imaging_lib.science.segment import segment_and_quantify
 from imaging_lib.volume import Volume
 
 from .papaya import PapayaViewer
 
-__all__ = ["SegmentPanel", "quantification_html", "OVERLAY_NAME"]
+__all__ = ["OVERLAY_NAME", "SegmentPanel", "quantification_html"]
 
 #: Name of the overlay the panel draws (and replaces) in the viewer.
 OVERLAY_NAME = "segmentation"
@@ -43,7 +43,7 @@ def _number(value: Any, digits: int = 1) -> str:
 
 
 def quantification_html(quantification: dict[str, Any], seed_ijk: Sequence[int], seg_id: str | None = None) -> str:
-    """An HTML table of the main numbers of a :func:`imaging_lib.segment.quantify` result.
+    """An HTML table of the main numbers of a :func:`imaging_lib.science.segment.quantify` result.
 
     The volume cell carries the class ``segment-volume-ml`` and its exact value in
     ``data-value``, so pages and tests can read it.
@@ -55,16 +55,19 @@ def quantification_html(quantification: dict[str, Any], seed_ijk: Sequence[int],
         ("Voxels", f"{q['voxel_count']:,}"),
         ("Mean ± SD", f"{_number(q['intensity_mean'])} ± {_number(q['intensity_std'])}{units}"),
         ("Min / max", f"{_number(q['intensity_min'])} / {_number(q['intensity_max'])}{units}"),
-        ("Median (P25–P75)",
-         f"{_number(q.get('intensity_p50'))} ({_number(q.get('intensity_p25'))}–{_number(q.get('intensity_p75'))})"),
+        (
+            "Median (P25–P75)",
+            f"{_number(q.get('intensity_p50'))} ({_number(q.get('intensity_p25'))}–{_number(q.get('intensity_p75'))})",
+        ),
         ("Centroid (mm)", ", ".join(_number(q.get(f"centroid_{a}_mm")) for a in "xyz")),
         ("Components", str(q["components"])),
         ("Seed (voxel)", ", ".join(str(int(v)) for v in seed_ijk)),
     ]
     if seg_id:
         rows.append(("Saved as", html.escape(seg_id)))
-    body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{name}</th><td>{value}</td></tr>"
-                   for name, value in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{name}</th><td>{value}</td></tr>" for name, value in rows
+    )
     return f"<table class='segment-quantification'>{body}</table>"
 
 
@@ -93,7 +96,7 @@ class SegmentPanel(ipywidgets.HBox):
     study_uid : str, optional
         The study the masks belong to.
     params : dict, optional
-        Keyword arguments of :func:`imaging_lib.segment.grow_region`.
+        Keyword arguments of :func:`imaging_lib.science.segment.grow_region`.
 
     Attributes
     ----------
@@ -212,7 +215,7 @@ class SegmentPanel(ipywidgets.HBox):
             return  # superseded by a later click: never fetched, never shown
         try:
             outcome: Any = future.result()
-        except BaseException as exc:  # noqa: BLE001 - failures, cancellation included, are shown
+        except BaseException as exc:
             outcome = exc
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._show, future, outcome)

@@ -19,18 +19,18 @@ from typing import Any
 
 import ipywidgets
 
-from imaging_lib.dashboard import UPLOAD_LIMIT_BYTES
+from imaging_lib.limits import UPLOAD_LIMIT_BYTES
 
 from .file_drop import FileDrop, Upload
 
-__all__ = ["UploadPanel", "summary_html", "limit_text"]
+__all__ = ["UploadPanel", "limit_text", "summary_html"]
 
 
 def limit_text(limit_bytes: int = UPLOAD_LIMIT_BYTES) -> str:
     """The sentence that states the upload limit on the page."""
     return (
         f"Upload limit: {limit_bytes / (1 << 30):.0f} GiB per drop (all files together), enough for a "
-        "thin-slice CT series. Larger studies: run \"imaging-lab ingest\" on their folder or gs:// URL."
+        'thin-slice CT series. Larger studies: run "imaging-lab ingest" on their folder or gs:// URL.'
     )
 
 
@@ -57,7 +57,9 @@ def summary_html(summary: Any) -> str:
     if summary.ingested:
         per_study = Counter((entry["study_uid"], entry["kind"]) for entry in summary.ingested)
         rows = [(study_uid, kind, count) for (study_uid, kind), count in sorted(per_study.items())]
-        parts.append("<h4>Ingested</h4>" + _table(["study (de-identified UID)", "kind", "files"], rows, "upload-ingested"))
+        parts.append(
+            "<h4>Ingested</h4>" + _table(["study (de-identified UID)", "kind", "files"], rows, "upload-ingested")
+        )
     if summary.skipped:
         per_reason = Counter((entry["study_uid"], entry.get("reason") or "already stored") for entry in summary.skipped)
         rows = [(study_uid, reason, count) for (study_uid, reason), count in sorted(per_reason.items())]
@@ -81,7 +83,7 @@ class UploadPanel(ipywidgets.VBox):
         Where the batch runs; default :func:`imaging_lib.jobs.get_client` (created at
         the first upload, not on page load).
     params : mapping, optional
-        Pipeline parameters of the batch (see :data:`imaging_lib.pipeline.DEFAULT_PARAMS`).
+        Pipeline parameters of the batch (see :data:`imaging_lib.jobs.batch.DEFAULT_PARAMS`).
     analyse : bool
         Initial state of the "analyse after upload" box.
 
@@ -123,7 +125,7 @@ class UploadPanel(ipywidgets.VBox):
         -------
         IngestSummary
         """
-        from imaging_lib.ingestion import ingest
+        from imaging_lib.ingestion.batch import ingest
 
         self.drop.busy = True
         self.drop.status = f"De-identifying and storing {len(files)} file(s)…"

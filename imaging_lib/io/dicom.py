@@ -38,11 +38,12 @@ from ..errors import (
     UnreadableImage,
     UnsupportedImage,
 )
+from ..limits import MAX_IMAGE_BYTES
 from ..volume import Volume
 
-__all__ = ["read_dicom_series", "read_dicom_bytes", "read_dicom_folder", "read_dicom_header", "DEFAULT_MAX_BYTES"]
+__all__ = ["DEFAULT_MAX_BYTES", "read_dicom_bytes", "read_dicom_folder", "read_dicom_header", "read_dicom_series"]
 
-DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_BYTES = MAX_IMAGE_BYTES
 """Largest decoded pixel data accepted for one series, in bytes (2 GiB)."""
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -244,8 +245,7 @@ def _frame_positions(header: _Header, normal: np.ndarray) -> list[np.ndarray] | 
                 header.path, f"{len(per_frame)} per-frame positions for {header.frames} frame(s) of pixel data"
             )
         return [
-            np.asarray([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient])
-            for frame in per_frame
+            np.asarray([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]) for frame in per_frame
         ]
     position = _floats(header, "ImagePositionPatient", 3)
     if position is None:

@@ -20,7 +20,7 @@ from ..errors import ImageTooLarge, UnreadableImage
 from ..volume import Volume, check_affine
 from .dicom import DEFAULT_MAX_BYTES
 
-__all__ = ["read_nifti", "write_nifti", "nifti_to_bytes", "nifti_from_bytes", "is_nifti_name"]
+__all__ = ["is_nifti_name", "nifti_from_bytes", "nifti_to_bytes", "read_nifti", "write_nifti"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_LEVEL = 1
@@ -66,7 +66,8 @@ def _image_from_bytes(data: bytes, source: str, max_bytes: int) -> nib.Nifti1Ima
     offset = max(int(header.get_data_offset()), image_class.header_class.sizeof_hdr)
     if offset + declared > len(raw):
         raise UnreadableImage(
-            source, f"truncated: header declares {declared} bytes of voxels after offset {offset}, file holds {len(raw)}"
+            source,
+            f"truncated: header declares {declared} bytes of voxels after offset {offset}, file holds {len(raw)}",
         )
     try:
         return image_class.from_bytes(raw)

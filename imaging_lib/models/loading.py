@@ -36,15 +36,15 @@ from ..errors import InvalidModelOutput, InvalidModelSpec, ModelChecksumMismatch
 from .lesion_cnn import LesionCNN
 
 __all__ = [
-    "DEMO_MODEL_URI",
-    "ModelSpec",
-    "LoadedModel",
-    "load_model",
-    "load_counts",
-    "clear_model_cache",
-    "sha256_hex",
-    "read_spec",
     "ARCHITECTURES",
+    "DEMO_MODEL_URI",
+    "LoadedModel",
+    "ModelSpec",
+    "clear_model_cache",
+    "load_counts",
+    "load_model",
+    "read_spec",
+    "sha256_hex",
 ]
 
 DEMO_MODEL_URI = "package://demo_lesion_cnn"
@@ -78,7 +78,7 @@ class ModelSpec:
     positive_class : str
         The class whose probability is the study's score (default: the last).
     preprocessing : dict
-        Arguments of :func:`imaging_lib.preprocess.window_for` plus ``slice_axis``.
+        Arguments of :func:`imaging_lib.science.preprocess.window_for` plus ``slice_axis``.
     sha256 : str or None
         Expected SHA-256 of the weights file (hex).
     architecture : str or None
@@ -106,7 +106,7 @@ class ModelSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<spec>") -> "ModelSpec":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<spec>") -> ModelSpec:
         """Build a spec from its JSON form.
 
         Raises
@@ -290,7 +290,9 @@ def _architecture(name: str, uri: str) -> type[nn.Module]:
     try:
         return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise InvalidModelSpec(uri, f"architecture {name!r} is neither built in nor importable as module:Class") from exc
+        raise InvalidModelSpec(
+            uri, f"architecture {name!r} is neither built in nor importable as module:Class"
+        ) from exc
 
 
 def _build(spec: ModelSpec, weights: bytes, uri: str) -> nn.Module:

@@ -29,24 +29,24 @@ from scipy import ndimage
 from torch import nn
 
 from .. import sample_data
-from ..preprocess import apply_window, percentile_window, resize
+from ..science.preprocess import apply_window, percentile_window, resize
 from .lesion_cnn import LesionCNN, fold_batch_norm, map_to_logits
 from .loading import ModelSpec, sha256_hex
 
 __all__ = [
-    "INPUT_SIZE",
     "HELDOUT_SEED",
+    "INPUT_SIZE",
     "BaseSlice",
     "LabelledSet",
-    "base_slices",
     "anatomy_mask",
+    "base_slices",
+    "demo_spec",
+    "export_model",
+    "heldout_auc",
+    "heldout_set",
     "insert_lesion",
     "make_samples",
-    "heldout_set",
-    "heldout_auc",
     "train_demo_model",
-    "export_model",
-    "demo_spec",
 ]
 
 INPUT_SIZE = (224, 224)
@@ -104,7 +104,9 @@ def _volume_slices(
     for axis in axes:
         for index in range(0, array.shape[axis], stride):
             plane = np.take(array, index, axis=axis)
-            out.append((f"{name}[axis{axis}:{index}]", apply_window(plane, window), (index // stride) % HELDOUT_EVERY == 0))
+            out.append(
+                (f"{name}[axis{axis}:{index}]", apply_window(plane, window), (index // stride) % HELDOUT_EVERY == 0)
+            )
     return out
 
 
@@ -199,14 +201,12 @@ def _augment(image: np.ndarray, anatomy: np.ndarray, rng: np.random.Generator) -
     return np.ascontiguousarray(image) ** rng.uniform(0.7, 1.4), np.ascontiguousarray(anatomy)
 
 
-def make_samples(
-    slices: tuple[BaseSlice, ...], count: int, rng: np.random.Generator, *, augment: bool
-) -> LabelledSet:
+def make_samples(slices: tuple[BaseSlice, ...], count: int, rng: np.random.Generator, *, augment: bool) -> LabelledSet:
     """Draw ``count`` samples, half with one inserted lesion, from ``slices``.
 
     Each sample is (optionally augmented, then) given a lesion or not, and finally put
     through the model's own windowing (1st-99th percentile of the slice), so training
-    sees what :func:`imaging_lib.inference.predict` feeds the model.
+    sees what :func:`imaging_lib.science.inference.predict` feeds the model.
 
     Returns
     -------

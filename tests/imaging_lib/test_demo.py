@@ -17,10 +17,10 @@ import psutil
 import pytest
 import requests
 
-from imaging_lib import layout
-from imaging_lib.catalog import Catalog
 from imaging_lib.demo import sample_sources, studies_summary
-from imaging_lib.store import Store
+from imaging_lib.store import layout
+from imaging_lib.store.catalog import Catalog
+from imaging_lib.store.objects import Store
 from support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,9 @@ def _command(store: Store, scheduler: str, *args: str) -> list[str]:
 def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_dask_client):
     store = Store(tmp_path / "store")
     scheduler = local_dask_client.scheduler.address
-    first = subprocess.run(_command(store, scheduler, "--no-serve"), capture_output=True, text=True, timeout=900,
-                           check=False)
+    first = subprocess.run(
+        _command(store, scheduler, "--no-serve"), capture_output=True, text=True, timeout=900, check=False
+    )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
     catalog = Catalog(store)
@@ -56,8 +57,9 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
     assert "4 studies, 0 failure(s)" in first.stdout
 
     port = free_port()
-    second = subprocess.Popen(_command(store, scheduler, "--port", str(port)), stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    second = subprocess.Popen(
+        _command(store, scheduler, "--port", str(port)), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         printed = []
         for line in second.stdout:  # the URL line comes once Voila answers

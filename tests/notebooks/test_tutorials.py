@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 COMMITTED = sorted(
     path
-    for folder in ("notebooks", "voila_apps")
+    for folder in ("notebooks", "imaging_lib")
     for path in (ROOT / folder).rglob("*.ipynb")
     if ".ipynb_checkpoints" not in path.parts
 )

@@ -19,18 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from imaging_lib.reports import CHROMIUM, CHROMIUM_HEADLESS_ARGS
+from imaging_lib.reports.pdf import CHROMIUM, CHROMIUM_HEADLESS_ARGS
 
 CHROMIUM_ARGS = list(CHROMIUM_HEADLESS_ARGS)
 
 __all__ = [
     "CHROMIUM",
     "CHROMIUM_ARGS",
-    "chromium_context",
-    "screenshot_pixels",
     "assert_real_image",
-    "colour_fraction",
+    "chromium_context",
     "collect_console",
+    "colour_fraction",
+    "screenshot_pixels",
 ]
 
 
@@ -110,9 +110,7 @@ def assert_real_image(pixels: np.ndarray, *, min_std: float = 10.0, min_levels: 
     assert levels >= min_levels, f"picture has only {levels} grey levels (< {min_levels}): not an image"
 
 
-def colour_fraction(
-    pixels: np.ndarray, rgb: tuple[int, int, int], *, tolerance: int = 60, dominance: int = 0
-) -> float:
+def colour_fraction(pixels: np.ndarray, rgb: tuple[int, int, int], *, tolerance: int = 60, dominance: int = 0) -> float:
     """Fraction of pixels close to ``rgb``.
 
     Parameters

@@ -23,11 +23,10 @@ def build_demo_store(folder: Path, client: Any, *, reports: bool = True) -> Any:
         If a study failed (the dashboards' tests need every sample study processed).
     """
     from imaging_lib.demo import prepare_demo
-    from imaging_lib.store import Store
+    from imaging_lib.store.objects import Store
 
     store = Store(Path(folder) / "store")
-    outcome = prepare_demo(store, client, params=TEST_PARAMS, reports=reports, report_formats=("html",),
-                           progress=False)
+    outcome = prepare_demo(store, client, params=TEST_PARAMS, reports=reports, report_formats=("html",), progress=False)
     assert outcome.batch.counts["failed"] == 0, outcome.batch.errors
     assert outcome.reports is None or outcome.reports.counts["failed"] == 0, outcome.reports.errors
     return store

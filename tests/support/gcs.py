@@ -23,7 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-__all__ = ["GcsEmulator", "start_emulator", "free_port"]
+__all__ = ["GcsEmulator", "free_port", "start_emulator"]
 
 
 def free_port() -> int:

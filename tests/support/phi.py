@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PHI", "write_phi_copies", "phi_needles", "find_phi", "find_phi_in_store"]
+__all__ = ["PHI", "find_phi", "find_phi_in_store", "phi_needles", "write_phi_copies"]
 
 PHI = {
     "PatientName": "Quixbottom^Zenobia^Marigold",

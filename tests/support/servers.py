@@ -38,10 +38,10 @@ TORNADO_SETTINGS = f"{{'websocket_max_message_size': {WEBSOCKET_LIMIT}}}"
 __all__ = [
     "NotebookServer",
     "free_port",
-    "start_voila",
-    "start_jupyterlab",
-    "voila_server",
     "jupyterlab_server",
+    "start_jupyterlab",
+    "start_voila",
+    "voila_server",
     "write_notebook",
 ]
 
@@ -164,17 +164,24 @@ def _environment(home: Path, env: Mapping[str, str] | None) -> dict[str, str]:
         (home / folder).mkdir(parents=True, exist_ok=True)
         environment[name] = str(home / folder)
     environment["JUPYTER_PLATFORM_DIRS"] = "1"
-    environment["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), environment.get("PYTHONPATH", "")) if p
-    )
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), environment.get("PYTHONPATH", "")) if p)
     environment["PATH"] = os.pathsep.join((str(BIN), environment.get("PATH", "")))
     environment.pop("JPY_SESSION_NAME", None)
     environment.update(env or {})
     return environment
 
 
-def _launch(kind: str, args: list[str], root: Path, env: Mapping[str, str] | None, port: int, token: str,
-            single_notebook: str | None, timeout: float, home: Path) -> NotebookServer:
+def _launch(
+    kind: str,
+    args: list[str],
+    root: Path,
+    env: Mapping[str, str] | None,
+    port: int,
+    token: str,
+    single_notebook: str | None,
+    timeout: float,
+    home: Path,
+) -> NotebookServer:
     log_path = home / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -207,7 +214,7 @@ def start_voila(
     notebook = Path(notebook).resolve()
     root = notebook.parent if notebook.is_file() else notebook
     port, token = free_port(), secrets.token_hex(16)
-    from imaging_lib.dashboard import voila_argv  # the command line `imaging-lab dashboard` runs
+    from imaging_lib.dashboard.server import voila_argv  # the command line `imaging-lab dashboard` runs
 
     target = [] if serve_folder or notebook.is_dir() else [notebook.name]
     args = [

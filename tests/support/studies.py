@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 
-from imaging_lib import layout, sample_data
-from imaging_lib.ingestion import ingest
-from imaging_lib.store import Store
+from imaging_lib import sample_data
+from imaging_lib.ingestion.batch import ingest
+from imaging_lib.store import layout
+from imaging_lib.store.objects import Store
 
 SAMPLE_NIFTI = "sample_image.nii.gz"
 

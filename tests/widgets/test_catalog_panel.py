@@ -6,7 +6,7 @@ import nibabel as nib
 import pandas as pd
 import pytest
 
-from imaging_lib.catalog import Catalog
+from imaging_lib.store.catalog import Catalog
 from widgets.catalog_panel import (
     HEATMAP_OVERLAY,
     CatalogPanel,
@@ -18,22 +18,40 @@ from widgets.catalog_panel import (
 
 
 def _studies(*uids: str) -> pd.DataFrame:
-    return pd.DataFrame({"study_uid": list(uids), "modality": ["MR"] * len(uids),
-                         "study_date": ["2001-02-03"] * len(uids), "volume_key": [f"v/{u}" for u in uids]})
+    return pd.DataFrame(
+        {
+            "study_uid": list(uids),
+            "modality": ["MR"] * len(uids),
+            "study_date": ["2001-02-03"] * len(uids),
+            "volume_key": [f"v/{u}" for u in uids],
+        }
+    )
 
 
 def test_the_latest_batch_decides_a_studys_job_status():
-    old = {"kind": "batch", "created_at": "2024-01-01T00:00:00", "items": {"a": {"state": "failed"}, "b": {"state": "done"}}}
-    new = {"kind": "batch", "created_at": "2024-02-01T00:00:00", "items": {"a": {"state": "running"}, "c": {"state": "skipped"}}}
+    old = {
+        "kind": "batch",
+        "created_at": "2024-01-01T00:00:00",
+        "items": {"a": {"state": "failed"}, "b": {"state": "done"}},
+    }
+    new = {
+        "kind": "batch",
+        "created_at": "2024-02-01T00:00:00",
+        "items": {"a": {"state": "running"}, "c": {"state": "skipped"}},
+    }
     report = {"kind": "report", "created_at": "2024-03-01T00:00:00", "items": {"a": {"state": "failed"}}}
     assert job_status_by_study([new, report, old]) == {"a": "running", "b": "done", "c": "done"}
 
 
 def test_study_table_joins_the_latest_result_and_status():
-    results = pd.DataFrame({
-        "study_uid": ["a", "a", "b"], "label": ["negative", "lesion", "negative"], "probability": [0.1, 0.8, 0.3],
-        "created_at": pd.to_datetime(["2024-01-01", "2024-05-01", "2024-01-01"], utc=True),
-    })
+    results = pd.DataFrame(
+        {
+            "study_uid": ["a", "a", "b"],
+            "label": ["negative", "lesion", "negative"],
+            "probability": [0.1, 0.8, 0.3],
+            "created_at": pd.to_datetime(["2024-01-01", "2024-05-01", "2024-01-01"], utc=True),
+        }
+    )
     table = study_table(_studies("a", "b", "c"), results, [])
     assert list(table["prediction"]) == ["lesion", "negative", None] or table["prediction"].isna().iloc[2]
     assert list(table["probability"][:2]) == [0.8, 0.3]
@@ -42,8 +60,17 @@ def test_study_table_joins_the_latest_result_and_status():
 
 
 def test_prediction_html_escapes_and_shows_provenance():
-    html = prediction_html({"label": "<b>x</b>", "probability": 0.25, "model_id": "m1", "model_sha256": "ab" * 32,
-                            "library_version": "9.9", "created_at": "now", "params": {"num_samples": 5}})
+    html = prediction_html(
+        {
+            "label": "<b>x</b>",
+            "probability": 0.25,
+            "model_id": "m1",
+            "model_sha256": "ab" * 32,
+            "library_version": "9.9",
+            "created_at": "now",
+            "params": {"num_samples": 5},
+        }
+    )
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "25.0 %" in html and "abababab" in html and "num_samples=5" in html
     assert "No prediction" in prediction_html(None)
 

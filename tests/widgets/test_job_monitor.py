@@ -6,10 +6,10 @@ import time
 
 import pandas as pd
 
-from imaging_lib.catalog import Catalog
-from imaging_lib.ingestion import ingest
+from imaging_lib.ingestion.batch import ingest
 from imaging_lib.sample_data import pydicom_file
-from imaging_lib.store import Store
+from imaging_lib.store.catalog import Catalog
+from imaging_lib.store.objects import Store
 from support.demo_store import TEST_PARAMS
 from widgets.job_monitor import JobMonitor, job_rows, studies_without_result
 

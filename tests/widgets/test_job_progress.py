@@ -8,7 +8,7 @@ import time
 import cloudpickle
 
 from imaging_lib.jobs import JobView, run_tasks
-from imaging_lib.store import Store
+from imaging_lib.store.objects import Store
 from widgets.job_progress import JobProgress
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -298,19 +298,20 @@ def test_viewer_in_a_closed_tab_renders_full_size_when_shown(layout_page):
 def test_linked_viewers_follow_each_other(layout_page, brain_volume):
     page = layout_page
     ras = brain_volume.as_ras()
-    for source, follower, source_volume, follower_volume, ijk in (
+    for source, follower, source_volume, follower_volume, wanted in (
         (".linked-left", ".linked-right", brain_volume, ras, (90, 70, 12)),
         (".linked-right", ".linked-left", ras, brain_volume, (150, 160, 6)),
     ):
-        ijk = on_main_slice(page, source, ijk)
+        ijk = on_main_slice(page, source, wanted)
         world = source_volume.voxel_to_world(ijk)
         expected = tuple(int(v) for v in np.rint(follower_volume.world_to_voxel(world)))
         click_voxel(page, source, ijk)
         page.wait_for_selector(f"{follower}[data-voxel='{','.join(map(str, expected))}']")
         assert tuple(viewer_js(page, follower, "view.currentVoxel().ijk")) == expected
-        assert viewer_js(page, follower, "view.currentVoxel().value") == brain_volume.array[
-            tuple(int(v) for v in np.rint(brain_volume.world_to_voxel(world)))
-        ]
+        assert (
+            viewer_js(page, follower, "view.currentVoxel().value")
+            == brain_volume.array[tuple(int(v) for v in np.rint(brain_volume.world_to_voxel(world)))]
+        )
 
 
 def test_clicks_report_the_volumes_own_voxels_on_a_permuted_oblique_grid(layout_page):

@@ -7,9 +7,9 @@ import uuid
 import numpy as np
 import pytest
 
-from imaging_lib.layout import segmentation_record_key
 from imaging_lib.phantoms import demo_phantom
-from imaging_lib.store import Store
+from imaging_lib.store.layout import segmentation_record_key
+from imaging_lib.store.objects import Store
 from widgets.papaya import PapayaViewer
 from widgets.segment_panel import OVERLAY_NAME, SegmentPanel, quantification_html
 
@@ -33,8 +33,9 @@ def _absolute(phantom, index: int) -> dict:
 def test_click_segments_on_dask_and_shows_mask_and_numbers(phantom, local_dask_client, tmp_path):
     store = Store(tmp_path / "store")
     viewer = PapayaViewer(phantom.volume)
-    panel = SegmentPanel(viewer, phantom.volume, client=local_dask_client, store=store, study_uid="phantom",
-                         params=_absolute(phantom, 0))
+    panel = SegmentPanel(
+        viewer, phantom.volume, client=local_dask_client, store=store, study_uid="phantom", params=_absolute(phantom, 0)
+    )
     assert panel.children[0] is viewer
     click(viewer, phantom.seed_ijk(0))
     assert panel.state == "running" and viewer.busy  # returned at once, work under way
@@ -113,10 +114,22 @@ def test_panel_needs_a_volume():
 
 
 def test_quantification_html_shows_the_numbers():
-    q = {"volume_ml": 12.3456, "voxel_count": 12345, "intensity_mean": 101.25, "intensity_std": 8.0,
-         "intensity_min": 60.0, "intensity_max": 140.0, "intensity_p25": 95.0, "intensity_p50": 100.0,
-         "intensity_p75": 106.0, "centroid_x_mm": 1.0, "centroid_y_mm": -2.0, "centroid_z_mm": 3.5,
-         "components": 1, "units": "HU"}
+    q = {
+        "volume_ml": 12.3456,
+        "voxel_count": 12345,
+        "intensity_mean": 101.25,
+        "intensity_std": 8.0,
+        "intensity_min": 60.0,
+        "intensity_max": 140.0,
+        "intensity_p25": 95.0,
+        "intensity_p50": 100.0,
+        "intensity_p75": 106.0,
+        "centroid_x_mm": 1.0,
+        "centroid_y_mm": -2.0,
+        "centroid_z_mm": 3.5,
+        "components": 1,
+        "units": "HU",
+    }
     table = quantification_html(q, (1, 2, 3), "seg-1")
     assert 'data-value="12.3456"' in table and ">12.35</span> mL" in table
     assert "12,345" in table and "101.2 ± 8.0 HU" in table and "1, 2, 3" in table and "seg-1" in table

@@ -24,7 +24,7 @@ SELECTOR = ".segment-viewer"
 APP_CELL = """
 import ipywidgets as W
 from imaging_lib.phantoms import demo_phantom
-from imaging_lib.store import Store
+from imaging_lib.store.objects import Store
 from widgets import PapayaViewer
 from widgets.segment_panel import SegmentPanel
 
@@ -64,8 +64,9 @@ def test_click_in_the_phantom_shows_overlay_and_its_true_volume(app):
         console = collect_console(page)
         try:
             page.goto(server.url_for("segment.ipynb"))
-            page.wait_for_selector(f"{SELECTOR}[data-status=ready][data-voxel='{','.join(map(str, seed))}']",
-                                   timeout=LOAD_TIMEOUT_MS)
+            page.wait_for_selector(
+                f"{SELECTOR}[data-status=ready][data-voxel='{','.join(map(str, seed))}']", timeout=LOAD_TIMEOUT_MS
+            )
             canvas = page.locator(f"{SELECTOR} canvas").first
             canvas.scroll_into_view_if_needed()
             before = screenshot_pixels(canvas)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 import zipfile
 
-import pytest
-
-from imaging_lib.catalog import Catalog
-from imaging_lib.dashboard import UPLOAD_LIMIT_BYTES, WEBSOCKET_MAX_MESSAGE_SIZE
-from imaging_lib.ingestion import IngestSummary
-from imaging_lib.store import Store
+from imaging_lib.dashboard.server import UPLOAD_LIMIT_BYTES, WEBSOCKET_MAX_MESSAGE_SIZE
+from imaging_lib.ingestion.batch import IngestSummary
+from imaging_lib.store.catalog import Catalog
+from imaging_lib.store.objects import Store
 from support.demo_store import TEST_PARAMS
 from support.phi import find_phi, find_phi_in_store, write_phi_copies
 from widgets.file_drop import FileDrop

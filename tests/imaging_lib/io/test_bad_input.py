@@ -92,9 +92,7 @@ def test_header_declaring_more_pixels_than_the_file_holds(brain_files, tmp_path)
     _assert_names(info, path)
 
 
-@pytest.mark.parametrize(
-    "orientation", [[1, 0, 0, 1, 0, 0], [float("nan"), 0, 0, 0, 1, 0]], ids=["parallel", "nan"]
-)
+@pytest.mark.parametrize("orientation", [[1, 0, 0, 1, 0, 0], [float("nan"), 0, 0, 0, 1, 0]], ids=["parallel", "nan"])
 def test_degenerate_orientation(brain_files, tmp_path, orientation):
     dataset = pydicom.dcmread(brain_files[1])
     dataset.ImageOrientationPatient = orientation

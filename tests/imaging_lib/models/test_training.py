@@ -10,8 +10,7 @@ import pytest
 from scipy import ndimage
 
 from imaging_lib import models
-from imaging_lib.models import load_model
-from imaging_lib.models import training
+from imaging_lib.models import load_model, training
 from imaging_lib.models.training import base_slices, heldout_auc, heldout_set, insert_lesion
 
 MODEL_CARD = Path(models.__file__).parent / "MODEL_CARD.md"
@@ -26,7 +25,7 @@ def test_base_slices_are_real_and_split_by_slice():
     assert train and held and not train & held
     assert 0.1 < len(held) / len(slices) < 0.4
     for s in slices[:10]:
-        assert s.image.shape == training.INPUT_SIZE and 0 <= s.image.min() and s.image.max() <= 1
+        assert s.image.shape == training.INPUT_SIZE and s.image.min() >= 0 and s.image.max() <= 1
         assert s.anatomy.mean() >= 0.15
 
 

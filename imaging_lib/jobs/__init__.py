@@ -1,0 +1,29 @@
+"""Long work on Dask: the client, a generic per-item runner with a live job record, and the batch.
+
+:func:`get_client` gives the cluster (:mod:`~imaging_lib.jobs.cluster`), :func:`run_tasks`
+runs one task per item and keeps its :class:`Job` record current
+(:mod:`~imaging_lib.jobs.runner`), and :func:`run_batch` predicts and explains studies
+(:mod:`~imaging_lib.jobs.batch`).
+"""
+
+from .batch import DEFAULT_PARAMS, pipeline_params, process_study, resolve_study_uids, run_batch, studies_with_result
+from .cluster import SCHEDULER_ENV, get_client, start_local_cluster
+from .runner import ITEM_STATES, TRANSIENT_ERRORS, Job, JobView, follow_with_progress_bar, run_tasks
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "ITEM_STATES",
+    "SCHEDULER_ENV",
+    "TRANSIENT_ERRORS",
+    "Job",
+    "JobView",
+    "follow_with_progress_bar",
+    "get_client",
+    "pipeline_params",
+    "process_study",
+    "resolve_study_uids",
+    "run_batch",
+    "run_tasks",
+    "start_local_cluster",
+    "studies_with_result",
+]

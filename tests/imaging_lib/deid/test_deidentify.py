@@ -1,0 +1,208 @@
+"""De-identification of real DICOM files: the Annex E table, keyed UIDs, shifted dates, file meta."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+
+import pydicom
+import pytest
+from pydicom.datadict import dictionary_description
+from pydicom.dataset import Dataset
+
+from imaging_lib import sample_data
+from imaging_lib.deid.deidentify import (
+    DATE_SHIFT_DAYS,
+    IMPLEMENTATION_CLASS_UID,
+    Pseudonymizer,
+    deidentify,
+)
+from imaging_lib.deid.profile import ACTION_CODES, ATTRIBUTE_NAMES, BASIC_PROFILE
+from imaging_lib.errors import BurnedInAnnotation, UnreadableImage
+from imaging_lib.io.dicom_dataset import dataset_to_bytes, parse_dicom
+from support.phi import PHI, find_phi, write_phi_copies
+
+SECRET = b"test-secret-0123456789abcdef"
+UID_PATTERN = re.compile(r"2\.25\.[1-9][0-9]{0,38}")
+
+
+@pytest.fixture(scope="module")
+def phi_files(tmp_path_factory):
+    sources = [sample_data.pydicom_file("CT_small.dcm"), sample_data.pydicom_file("MR_small.dcm")]
+    return write_phi_copies(sources, tmp_path_factory.mktemp("phi"))
+
+
+def _deid(path, secret=SECRET, **kwargs):
+    return deidentify(parse_dicom(path.read_bytes(), str(path)), secret, source=str(path), **kwargs)
+
+
+def test_profile_table_is_the_standard_table():
+    assert len(BASIC_PROFILE) > 600
+    assert set(BASIC_PROFILE.values()) <= set(ACTION_CODES)
+    for tag, name in ATTRIBUTE_NAMES.items():  # a mistyped tag would name another attribute
+        assert re.sub(r"\W", "", dictionary_description(tag)).lower() == re.sub(r"\W", "", name).lower()
+    assert BASIC_PROFILE[0x00100010] == "Z" and BASIC_PROFILE[0x00080018] == "U"
+    assert BASIC_PROFILE[0x00081140] == "X/Z/U*" and BASIC_PROFILE[0x00080080] == "X/Z/D"
+
+
+def test_phi_is_gone_from_the_output_bytes(phi_files):
+    for path in phi_files:
+        assert find_phi(path.read_bytes())  # the input does carry the PHI
+        out = _deid(path)
+        assert find_phi(dataset_to_bytes(out)) == []
+
+
+def test_profile_actions_are_applied(phi_files):
+    original = pydicom.dcmread(phi_files[0])
+    out = _deid(phi_files[0])
+    assert out.PatientName == out.PatientID and str(out.PatientID).startswith("ANON-")
+    assert "PatientBirthDate" in out and not out.PatientBirthDate  # Z: present, empty
+    assert "AccessionNumber" in out and not out.AccessionNumber  # Z
+    assert out.InstitutionName == "ANONYMOUS"  # X/Z/D -> D
+    assert "OtherPatientIDsSequence" not in out  # X
+    assert "PatientAge" not in out and "PatientSex" in out and not out.PatientSex
+    assert not out.ProcedureCodeSequence[0].ReferringPhysicianName  # cleaned inside a kept sequence
+    assert out.ProcedureCodeSequence[0].CodeValue == "PROC1"
+    assert not [element for element in out.iterall() if element.tag.is_private]
+    assert out.Rows == original.Rows and out.PixelData == original.PixelData
+    assert out.ImagePositionPatient == original.ImagePositionPatient
+
+
+def test_deidentification_is_marked_and_file_meta_rewritten(phi_files):
+    out = _deid(phi_files[1])
+    assert out.PatientIdentityRemoved == "YES"
+    assert [item.CodeValue for item in out.DeidentificationMethodCodeSequence] == ["113100", "113107"]
+    assert all(item.CodingSchemeDesignator == "DCM" for item in out.DeidentificationMethodCodeSequence)
+    assert out.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert out.DeidentificationMethod
+    back = pydicom.dcmread(pydicom.filebase.DicomBytesIO(dataset_to_bytes(out)))
+    assert back.preamble == b"\0" * 128
+    assert back.file_meta.MediaStorageSOPInstanceUID == back.SOPInstanceUID
+    assert back.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert back.file_meta.TransferSyntaxUID == pydicom.dcmread(phi_files[1]).file_meta.TransferSyntaxUID
+
+
+def test_input_dataset_is_left_unchanged(phi_files):
+    dataset = parse_dicom(phi_files[0].read_bytes(), "x")
+    before = dataset_to_bytes(dataset)
+    deidentify(dataset, SECRET)
+    assert dataset_to_bytes(dataset) == before
+
+
+def test_uids_are_keyed_deterministic_and_valid(phi_files):
+    original = pydicom.dcmread(phi_files[0])
+    first, again, other = _deid(phi_files[0]), _deid(phi_files[0]), _deid(phi_files[0], b"another-secret-0123456789")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
+        new = str(first.get(keyword))
+        assert UID_PATTERN.fullmatch(new) and len(new) <= 64
+        assert new != str(original.get(keyword))
+        assert new == str(again.get(keyword))
+        assert new != str(other.get(keyword))
+    assert first.SOPClassUID == original.SOPClassUID  # class UIDs are not instance UIDs
+
+
+def test_uid_is_not_an_unsalted_hash():
+    keys = Pseudonymizer(SECRET)
+    uid = keys.uid("1.2.3.4")
+    plain = hashlib.sha256(b"1.2.3.4").digest()[:16]
+    assert int(uid.removeprefix("2.25.")) != int.from_bytes(plain, "big")
+    assert SECRET.decode() not in repr(keys) and "<hidden>" in repr(keys)
+
+
+def test_references_inside_sequences_follow_the_new_uids(phi_files):
+    target = pydicom.dcmread(phi_files[1])
+    referring = parse_dicom(phi_files[0].read_bytes(), "x")
+    item = Dataset()
+    item.ReferencedSOPClassUID = target.SOPClassUID
+    item.ReferencedSOPInstanceUID = target.SOPInstanceUID
+    referring.ReferencedImageSequence = [item]
+    out = deidentify(referring, SECRET)
+    assert out.ReferencedImageSequence[0].ReferencedSOPInstanceUID == _deid(phi_files[1]).SOPInstanceUID
+    assert out.ReferencedImageSequence[0].ReferencedSOPClassUID == target.SOPClassUID
+
+
+def test_dates_shift_per_patient_and_keep_intervals(phi_files):
+    original = pydicom.dcmread(phi_files[0])
+    out = _deid(phi_files[0])
+
+    def day(value):
+        return dt.datetime.strptime(str(value), "%Y%m%d").date()
+
+    shift = (day(out.StudyDate) - day(original.StudyDate)).days
+    assert -DATE_SHIFT_DAYS[1] <= shift <= -DATE_SHIFT_DAYS[0]
+    assert (day(out.SeriesDate) - day(original.SeriesDate)).days == shift
+    assert (day(out.StudyDate) - day(out.SeriesDate)) == (day(original.StudyDate) - day(original.SeriesDate))
+    assert out.StudyTime == original.StudyTime  # times of day are kept under the modified-dates option
+    same_patient = _deid(phi_files[1])  # both copies carry the same planted Patient ID
+    assert same_patient.PatientID == out.PatientID
+    assert (day(same_patient.StudyDate) - day(pydicom.dcmread(phi_files[1]).StudyDate)).days == shift
+
+
+def test_pseudonym_and_shift_depend_on_the_secret():
+    one, two = Pseudonymizer(SECRET), Pseudonymizer(b"another-secret-0123456789")
+    assert one.patient_pseudonym("id:42") == one.patient_pseudonym("id:42")
+    assert one.patient_pseudonym("id:42") != two.patient_pseudonym("id:42")
+    shifts = {one.date_shift_days(f"id:{n}") for n in range(200)}
+    assert len(shifts) > 100 and all(-3652 <= s <= -366 for s in shifts)
+
+
+def test_burned_in_annotation_is_refused_unless_allowed(phi_files):
+    dataset = parse_dicom(phi_files[0].read_bytes(), "scan.dcm")
+    dataset.BurnedInAnnotation = "YES"
+    with pytest.raises(BurnedInAnnotation, match="scan.dcm"):
+        deidentify(dataset, SECRET, source="scan.dcm")
+    assert deidentify(dataset, SECRET, allow_burned_in=True).PatientIdentityRemoved == "YES"
+
+
+def test_short_secret_is_refused(phi_files):
+    with pytest.raises(ValueError, match="16 bytes"):
+        _deid(phi_files[0], secret=b"short")
+
+
+def test_trailing_padding_is_not_carried(brain_files):
+    data = brain_files[0].read_bytes()
+    out = dataset_to_bytes(deidentify(parse_dicom(data, brain_files[0].name), SECRET))
+    assert len(data) > 2_000_000 and len(out) < 200_000  # 2.5 MB of padding after the pixels is dropped
+    assert pydicom.dcmread(pydicom.filebase.DicomBytesIO(out)).PixelData == pydicom.dcmread(brain_files[0]).PixelData
+
+
+@pytest.mark.parametrize("name", ["MR_small_implicit.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm"])
+def test_other_transfer_syntaxes_round_trip(name):
+    path = sample_data.pydicom_file(name)
+    out = deidentify(parse_dicom(path.read_bytes(), name), SECRET)
+    back = pydicom.dcmread(pydicom.filebase.DicomBytesIO(dataset_to_bytes(out)))
+    assert back.PatientIdentityRemoved == "YES"
+    assert back.file_meta.TransferSyntaxUID == pydicom.dcmread(path).file_meta.TransferSyntaxUID
+    assert (back.pixel_array == pydicom.dcmread(path).pixel_array).all()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [(b"", "empty"), (b"not a dicom file at all" * 10, "not a DICOM"), (None, "truncated")],
+)
+def test_unreadable_bytes_are_typed_errors(data, reason):
+    if data is None:
+        data = sample_data.pydicom_file("MR_truncated.dcm").read_bytes()
+    with pytest.raises(UnreadableImage, match=reason) as caught:
+        parse_dicom(data, "upload.dcm")
+    assert caught.value.source == "upload.dcm"
+
+
+def test_planted_phi_helper_really_plants(phi_files):
+    dataset = pydicom.dcmread(phi_files[0])
+    assert dataset.PatientName == PHI["PatientName"]
+    assert dataset.OtherPatientIDsSequence[0].PatientID == PHI["OtherPatientID"]
+    assert any(element.value == PHI["Private"] for element in dataset if element.tag.is_private)
+
+
+def test_dataset_without_sop_instance_uid_is_a_typed_error():
+    import pydicom
+
+    from imaging_lib.deid.deidentify import deidentify
+    from imaging_lib.errors import UnsupportedImage
+
+    path = sample_data.pydicom_file("nested_priv_SQ.dcm")
+    with pytest.raises(UnsupportedImage, match="SOPInstanceUID") as info:
+        deidentify(pydicom.dcmread(path), "a" * 32, source=path.name)
+    assert path.name in str(info.value)
