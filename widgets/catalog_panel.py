@@ -9,7 +9,7 @@ PDF), of the de-identified volume, heat map and masks. Clicking in the viewer se
 from the clicked voxel (:class:`~widgets.segment_panel.SegmentPanel`), saving the mask.
 
 The table is built by pure functions over the catalog's DataFrames
-(:func:`study_table`, :func:`latest_results`, :func:`job_status_by_study`); the
+(:func:`study_table`, :func:`prediction_html`, :func:`quantification_table`); the
 widget only reads the store and shows.
 """
 
@@ -23,7 +23,8 @@ from typing import Any
 import ipywidgets
 import pandas as pd
 
-from imaging_lib.store import layout
+from imaging_lib.store import records
+from imaging_lib.store.catalog import Catalog, job_status_by_study, latest_per_study
 
 from .download_button import DownloadButton
 from .record_table import RecordTable, filter_records
@@ -33,11 +34,8 @@ __all__ = [
     "STUDY_COLUMNS",
     "CatalogPanel",
     "StudyDetail",
-    "job_status_by_study",
-    "latest_results",
     "prediction_html",
     "quantification_table",
-    "read_job_records",
     "study_table",
 ]
 
@@ -64,53 +62,6 @@ NOT_RUN = "not run"
 QUANTITIES = ("volume_ml", "voxel_count", "intensity_mean", "intensity_std", "intensity_min", "intensity_max")
 
 
-def latest_results(results: pd.DataFrame) -> pd.DataFrame:
-    """Keep each study's most recent result (any model), indexed by ``study_uid``."""
-    if results.empty:
-        return pd.DataFrame(columns=["label", "probability"], index=pd.Index([], name="study_uid"))
-    return results.sort_values("created_at").groupby("study_uid").tail(1).set_index("study_uid")
-
-
-def job_status_by_study(job_records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Return each study's state in the most recent batch job that holds it.
-
-    Parameters
-    ----------
-    job_records : iterable of mapping
-        Job records as stored (``kind``, ``created_at`` and ``items``: item -> ``{"state": ...}``).
-
-    Returns
-    -------
-    dict
-        Study UID -> ``pending``, ``running``, ``done`` or ``failed`` (a study the job
-        skipped because it already had a result counts as ``done``).
-    """
-    status: dict[str, str] = {}
-    batches = sorted((r for r in job_records if r.get("kind") == "batch"), key=lambda r: str(r.get("created_at")))
-    for record in batches:
-        for study_uid, entry in (record.get("items") or {}).items():
-            state = entry.get("state", "pending")
-            status[study_uid] = "done" if state == "skipped" else state
-    return status
-
-
-def read_job_records(store: Any, jobs: pd.DataFrame, kind: str = "batch") -> list[dict[str, Any]]:
-    """Read the full records (per-item states included) of the jobs of one kind.
-
-    Parameters
-    ----------
-    store : imaging_lib.store.Store
-    jobs : pandas.DataFrame
-        ``Catalog.jobs()``.
-    kind : str
-        Job kind to read.
-    """
-    if jobs.empty:
-        return []
-    keys = [layout.job_record_key(job_id) for job_id in jobs.loc[jobs["kind"] == kind, "job_id"]]
-    return list(store.read_json_many(keys, skip_missing=True).values())
-
-
 def study_table(studies: pd.DataFrame, results: pd.DataFrame, job_records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Join studies with their latest prediction and job status: the rows of the study browser.
 
@@ -119,7 +70,7 @@ def study_table(studies: pd.DataFrame, results: pd.DataFrame, job_records: Itera
     studies, results : pandas.DataFrame
         ``Catalog.studies()``, ``Catalog.results()``.
     job_records : iterable of mapping
-        Batch job records (:func:`read_job_records`).
+        Job records (``Catalog.job_records()``).
 
     Returns
     -------
@@ -129,7 +80,7 @@ def study_table(studies: pd.DataFrame, results: pd.DataFrame, job_records: Itera
     columns = ["study_uid", "volume_key", *(column["name"] for column in STUDY_COLUMNS)]
     if studies.empty:
         return pd.DataFrame(columns=columns)
-    latest = latest_results(results)
+    latest = latest_per_study(results)
     table = studies.copy()
     table["study_date"] = pd.to_datetime(table["study_date"], errors="coerce").dt.strftime("%Y-%m-%d")
     table["prediction"] = table["study_uid"].map(latest["label"])
@@ -149,15 +100,17 @@ def prediction_html(result: Mapping[str, Any] | None) -> str:
     """HTML of a prediction with its provenance (model, checksum, library version, time, parameters)."""
     if not result:
         return "<div class='study-prediction'><i>No prediction yet: start a batch in the job monitor.</i></div>"
-    params = result.get("params") or {}
+    result = records.normalise("result_record", result)
+    provenance = result.get("provenance") or {}
+    params = provenance.get("parameters") or {}
     rows = [
         ("Prediction", f"<b class='study-label'>{html.escape(str(result['label']))}</b>"),
         ("Probability", f"{100 * float(result['probability']):.1f} %"),
         ("Most suspicious slice", str(result.get("most_suspicious_slice", "–"))),
         ("Model", html.escape(str(result.get("model_id", "–")))),
         ("Model SHA-256", f"<code>{html.escape(str(result.get('model_sha256', ''))[:16])}…</code>"),
-        ("Library version", html.escape(str(result.get("library_version", "–")))),
-        ("Computed", html.escape(str(result.get("created_at", "–")))),
+        ("Library version", html.escape(str(provenance.get("library_version", "–")))),
+        ("Computed", html.escape(str(provenance.get("created_at", "–")))),
         ("Parameters", html.escape(", ".join(f"{name}={value}" for name, value in sorted(params.items())))),
     ]
     body = "".join(
@@ -283,6 +236,7 @@ class CatalogPanel(ipywidgets.VBox):
 
     def __init__(self, store: Any, *, client: Any = None) -> None:
         self.store = store
+        self.catalog = Catalog(store)
         self.client = client
         self.modality = ipywidgets.Dropdown(description="Modality", options=[ALL], value=ALL)
         self.prediction = ipywidgets.Dropdown(description="Prediction", options=[ALL], value=ALL)
@@ -311,13 +265,10 @@ class CatalogPanel(ipywidgets.VBox):
 
     def refresh(self) -> None:
         """Re-read the catalog from the store and redraw the table (keeping filters)."""
-        from imaging_lib.store.catalog import Catalog
-
-        catalog = Catalog(self.store)
-        self.studies = catalog.studies()
-        self.results = catalog.results()
-        self.segmentations = catalog.segmentations()
-        self.all_rows = study_table(self.studies, self.results, read_job_records(self.store, catalog.jobs()))
+        self.studies = self.catalog.studies()
+        self.results = self.catalog.results()
+        self.segmentations = self.catalog.segmentations()
+        self.all_rows = study_table(self.studies, self.results, self.catalog.job_records("batch"))
         self._set_options(self.modality, self.all_rows["modality"])
         self._set_options(self.prediction, self.all_rows["prediction"])
         self._apply_filters()
@@ -354,17 +305,13 @@ class CatalogPanel(ipywidgets.VBox):
         if rows.empty:
             raise KeyError(study_uid)
         study = rows.iloc[0].to_dict()
-        results = self.results[self.results["study_uid"] == study_uid] if not self.results.empty else self.results
-        result = (
-            self.store.read_json(results.sort_values("created_at").iloc[-1]["record_key"]) if len(results) else None
-        )
+        result = self.catalog.latest_result(study_uid)
         segmentations = (
             self.segmentations[self.segmentations["study_uid"] == study_uid]
             if not self.segmentations.empty
             else pd.DataFrame(columns=["seg_id", "mask_key"])
         )
-        report_folder = posixpath.dirname(layout.report_key(study_uid, "report", "html")) + "/"
-        reports = sorted(key for key in self.store.list(report_folder) if key.endswith((".html", ".pdf")))
+        reports = [key for key in self.catalog.report_files(study_uid) if key.endswith((".html", ".pdf"))]
         detail = StudyDetail(self.store, study, result, segmentations, reports, self.client)
         self.detail.children = [detail]
         return detail

@@ -22,8 +22,8 @@ import ipywidgets
 import pandas as pd
 
 from imaging_lib import settings
+from imaging_lib.store.catalog import Catalog, job_status_by_study
 
-from .catalog_panel import job_status_by_study, read_job_records
 from .record_table import RecordTable
 
 __all__ = ["JOB_COLUMNS", "JobMonitor", "job_rows", "studies_without_result"]
@@ -106,6 +106,7 @@ class JobMonitor(ipywidgets.VBox):
         poll: float = 2.0,
     ) -> None:
         self.store = store
+        self.catalog = Catalog(store)
         self.params = params
         self.model_uri = model_uri
         self._client = client
@@ -139,13 +140,12 @@ class JobMonitor(ipywidgets.VBox):
         pandas.DataFrame
             The job table's rows.
         """
-        from imaging_lib.store.catalog import Catalog
-
-        catalog = Catalog(self.store)
-        jobs = catalog.jobs()
+        jobs = self.catalog.jobs()
         rows = job_rows(jobs)
         self.table.set_records(rows)
-        self.missing = studies_without_result(catalog.studies(), catalog.results(), read_job_records(self.store, jobs))
+        self.missing = studies_without_result(
+            self.catalog.studies(), self.catalog.results(), self.catalog.job_records("batch")
+        )
         self.run_button.description = (
             f"Analyse {len(self.missing)} stud{'y' if len(self.missing) == 1 else 'ies'} without a result"
         )

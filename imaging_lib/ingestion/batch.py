@@ -31,7 +31,6 @@ can test guesses of patient IDs against the pseudonyms.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import os
@@ -50,7 +49,7 @@ from ..io.dicom import read_dicom_bytes
 from ..io.dicom_dataset import dataset_to_bytes, parse_dicom
 from ..io.nifti import is_nifti_name, nifti_from_bytes
 from ..limits import MAX_IMAGE_BYTES
-from ..store import layout
+from ..store import layout, records
 from ..store.objects import Store, open_filesystem
 from ..volume import Volume
 
@@ -293,72 +292,31 @@ def _read_series(files: list[_Deidentified]) -> tuple[Volume | None, list[tuple[
 
 
 # ---------------------------------------------------------------------------- records
-def _provenance(source_sha256: Iterable[str]) -> dict[str, Any]:
-    from .._version import __version__
-    from ..deid.deidentify import PROFILE_CODES
-
-    return {
-        "library_version": __version__,
-        "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "source_sha256": sorted(set(source_sha256)),
-        "deidentification": [code for code, _ in PROFILE_CODES],
-    }
-
-
-def _series_entry(volume: Volume, series_uid: str, key: str, modality: str, description: str, files: int) -> dict:
-    return {
-        "series_uid": series_uid,
-        "modality": modality,
-        "description": description,
-        "shape": list(volume.shape),
-        "spacing": [round(s, 6) for s in volume.spacing],
-        "orientation": "".join(volume.orientation),
-        "dtype": str(volume.array.dtype),
-        "volume_key": key,
-        "file_count": files,
-        "warnings": list(volume.metadata.get("warnings", [])),
-    }
-
-
 def _iso_date(value: str) -> str | None:
     return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else None
 
 
 def _write_study_record(
-    store: Store, study_uid: str, facts: dict[str, str], series: dict[str, Any], source_sha256: Iterable[str]
+    store: Store, study_uid: str, facts: dict[str, str], series: dict[str, Any], sources: Iterable[str]
 ) -> None:
-    """Add or replace one series in a study's record; the largest series is the study's primary."""
+    """Add or replace one series in a study's record (see :func:`imaging_lib.store.records.study_record`)."""
+    from ..deid.deidentify import PROFILE_CODES
+
     key = layout.study_record_key(study_uid)
     try:
-        record = store.read_json(key)
+        existing: dict[str, Any] | None = records.read_record(store, key)
     except MissingRecord:
-        record = {"study_uid": study_uid, "series": []}
-    others = [s for s in record.get("series", []) if s["series_uid"] != series["series_uid"]]
-    all_series = sorted(others + [series], key=lambda s: s["series_uid"])
-    primary = max(all_series, key=lambda s: (_voxels(s), s["series_uid"]))
-    earlier = record.get("provenance", {}).get("source_sha256", [])
-    record.update(
-        {
-            "patient_pseudonym": facts.get("patient_pseudonym", ""),
-            "modality": primary["modality"],
-            "study_date": _iso_date(facts.get("study_date", "")),
-            "description": primary["description"],
-            "series_uid": primary["series_uid"],
-            "shape": primary["shape"],
-            "spacing": primary["spacing"],
-            "volume_key": primary["volume_key"],
-            "series": all_series,
-            "provenance": _provenance([*earlier, *source_sha256]),
-        }
+        existing = None
+    earlier = (existing or {}).get("provenance", {}).get("sources", [])
+    record = records.study_record(
+        study_uid,
+        patient_pseudonym=facts.get("patient_pseudonym", ""),
+        study_date=_iso_date(facts.get("study_date", "")),
+        series=records.merge_series(existing, series),
+        sources=[*earlier, *sources],
+        deidentification=[code for code, _ in PROFILE_CODES],
     )
     store.write_json(key, record)
-
-
-def _voxels(series: dict[str, Any]) -> int:
-    count = 1
-    for size in series["shape"]:
-        count *= int(size)
-    return count
 
 
 # ---------------------------------------------------------------------------- the batch
@@ -374,30 +332,23 @@ class _Batch:
         self.series: dict[tuple[str, str], dict[str, _Deidentified]] = {}
 
     def quarantine(self, source: str, data: bytes | None, error: ImagingError) -> None:
-        content = hashlib.sha256(data).hexdigest() if data is not None else None
-        name = content or self.keys.digest("quarantine", source).hex()
-        key = layout.quarantine_record_key(name)
+        content = self.keys.digest("quarantine", data.hex() if data is not None else source).hex()
+        key = layout.quarantine_record_key(content)
         if not self.store.exists(key):
-            from .._version import __version__
-
-            self.store.write_json(
-                key,
-                {
-                    "error": type(error).__name__,
-                    "reason": error.reason,
-                    "content_sha256": content,
-                    "size": len(data) if data is not None else None,
-                    "quarantined_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "library_version": __version__,
-                },
+            record = records.quarantine_record(
+                error=type(error).__name__,
+                reason=error.reason,
+                content_digest=content if data is not None else None,
+                size=len(data) if data is not None else None,
             )
+            self.store.write_json(key, record)
         self.summary.quarantined.append(
             {
                 "source": source,
                 "study_uid": None,
                 "error": type(error).__name__,
                 "reason": error.reason,
-                "content_sha256": content,
+                "content_digest": content if data is not None else None,
                 "record_key": key,
             }
         )
@@ -422,13 +373,14 @@ class _Batch:
             return
         volume = Volume(parsed.array, parsed.affine, {"modality": "", "series_description": ""})
         self.store.write_volume(key, volume)
-        series = _series_entry(volume, series_uid, key, "", "NIfTI volume", 1)
+        series = records.series_entry(
+            volume, series_uid=series_uid, volume_key=key, modality="", description="NIfTI volume", file_count=1
+        )
         _write_study_record(self.store, study_uid, {}, series, [content])
         self.summary.ingested.append(entry)
 
     def store_series(self, study_uid: str, series_uid: str, files: dict[str, _Deidentified]) -> None:
-        prefix = f"raw/{study_uid}/{series_uid}/"
-        stored = set(self.store.list(prefix))
+        stored = set(self.store.list(layout.raw_prefix(study_uid, series_uid)))
         new = [f for f in files.values() if f.key not in stored]
         volume_key = layout.volume_key(study_uid, series_uid)
         record_key = layout.study_record_key(study_uid)
@@ -436,7 +388,7 @@ class _Batch:
             self.summary.skipped += [self._entry(f, "dicom", "already in the store") for f in files.values()]
             return
         earlier = [
-            _Deidentified("<store>", "", study_uid, series_uid, key.rsplit("/", 1)[1][: -len(".dcm")], data, {})
+            _Deidentified("<store>", "", study_uid, series_uid, layout.parse_as("raw", key).sop_uid, data, {})
             for key, data in self.store.read_many(sorted(stored - {f.key for f in new})).items()
         ]
         had_new = bool(new)
@@ -451,7 +403,14 @@ class _Batch:
         self.store.write_volume(volume_key, volume)
         facts = new[0].facts if new else next(iter(files.values())).facts
         description = " ".join(filter(None, (facts["modality"], facts["body_part"]))) or "DICOM series"
-        series = _series_entry(volume, series_uid, volume_key, facts["modality"], description, len(new) + len(earlier))
+        series = records.series_entry(
+            volume,
+            series_uid=series_uid,
+            volume_key=volume_key,
+            modality=facts["modality"],
+            description=description,
+            file_count=len(new) + len(earlier),
+        )
         _write_study_record(self.store, study_uid, facts, series, [f.source_sha256 for f in new])
         self.summary.ingested += [self._entry(f, "dicom") for f in new]
         self.summary.skipped += [

@@ -15,12 +15,11 @@ of the same model (id and checksum).
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..store import layout
+from ..store import layout, records
 from .runner import Job, run_tasks
 
 if TYPE_CHECKING:
@@ -115,7 +114,7 @@ def process_study(
 
     resolved = pipeline_params(params)
     store = store_url if isinstance(store_url, Store) else Store(store_url)
-    study = store.read_json(layout.study_record_key(study_uid))
+    study = records.read_record(store, layout.study_record_key(study_uid))
     volume = store.read_volume(study["volume_key"])
     model = load_model(model_uri)
     prediction = predict(volume, model, batch_size=resolved["batch_size"])
@@ -131,18 +130,13 @@ def process_study(
     explanation_key = layout.explanation_key(study_uid, model.model_id)
     result_key = layout.result_record_key(study_uid, model.model_id)
     store.write_volume(explanation_key, explanation.to_volume(volume))
-    record = {
-        **prediction.to_record(),
-        "study_uid": study_uid,
-        "series_uid": study.get("series_uid"),
-        "patient_pseudonym": study.get("patient_pseudonym"),
-        "modality": study.get("modality"),
-        "volume_key": study["volume_key"],
-        "explanation_key": explanation_key,
-        "explanation": explanation.to_record(),
-        "params": resolved,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-    }
+    record = records.result_record(
+        prediction.to_record(),
+        study=study,
+        explanation_key=explanation_key,
+        explanation=explanation.to_record(),
+        parameters=resolved,
+    )
     store.write_json(result_key, record)
     return {
         "study_uid": study_uid,
@@ -156,26 +150,11 @@ def process_study(
 
 
 def studies_with_result(store: Store, study_uids: Sequence[str], model_id: str, model_sha256: str) -> set[str]:
-    """The studies whose result record for this model id *and* checksum exists.
+    """The studies whose result of this model (id *and* checksum) is stored; see
+    :meth:`imaging_lib.store.catalog.Catalog.studies_with_result`."""
+    from ..store.catalog import Catalog
 
-    Parameters
-    ----------
-    store : Store
-    study_uids : sequence of str
-    model_id, model_sha256 : str
-        Identity of the model; a result of another checksum does not count.
-
-    Returns
-    -------
-    set of str
-    """
-    keys = {layout.result_record_key(uid, model_id): uid for uid in study_uids}
-    records = store.read_json_many(keys, skip_missing=True)
-    return {
-        keys[key]
-        for key, record in records.items()
-        if record.get("model_id") == model_id and record.get("model_sha256") == model_sha256
-    }
+    return Catalog(store).studies_with_result(model_id, model_sha256, study_uids)
 
 
 def resolve_study_uids(study_uids: Sequence[str] | str, store: Store) -> list[str]:
@@ -186,15 +165,13 @@ def resolve_study_uids(study_uids: Sequence[str] | str, store: Store) -> list[st
     ValueError
         If ``study_uids`` is a string other than ``"all"``.
     """
+    from ..store.catalog import Catalog
+
     if not isinstance(study_uids, str):
         return list(study_uids)
     if study_uids != "all":
         raise ValueError(f'study_uids must be a sequence of UIDs or "all", not {study_uids!r}')
-    return sorted(
-        key[len(layout.STUDY_RECORDS) : -len(".json")]
-        for key in store.list(layout.STUDY_RECORDS)
-        if key.endswith(".json")
-    )
+    return Catalog(store).study_uids()
 
 
 def run_batch(
@@ -247,7 +224,7 @@ def run_batch(
         "model_uri": model_uri,
         "model_id": model.model_id,
         "model_sha256": model.sha256,
-        "params": resolved,
+        "pipeline": resolved,
         "store": store.url,
     }
     return run_tasks("batch", study_uids, task, store, client=client, retries=retries, skipped=done, meta=meta)

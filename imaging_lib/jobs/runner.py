@@ -31,9 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .._version import __version__
 from ..errors import ImagingError
-from ..store import layout
+from ..store import layout, records
 from .cluster import get_client
 
 if TYPE_CHECKING:
@@ -54,10 +53,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, Conn
 ITEM_STATES = ("pending", "running", "done", "failed", "skipped")
 
 logger = logging.getLogger(__name__)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _run_item(
@@ -169,7 +164,7 @@ class Job:
         self.dashboard_link = _dashboard_link(client)
         self.meta = dict(meta)
         self.results: dict[str, dict[str, Any]] = {}
-        self.created_at = _now()
+        self.created_at = records.now()
         self.finished_at: str | None = None
         self._started = time.monotonic()
         self._ended_at: float | None = None
@@ -233,12 +228,9 @@ class Job:
         items, counts = self._state()
         elapsed = self.elapsed_seconds
         eta = _eta_seconds(counts, elapsed)
-        return {
-            "job_id": self.job_id,
-            "kind": self.kind,
+        state = {
             "status": "finished" if self._ended_at is not None else "running",
-            "created_at": self.created_at,
-            "updated_at": _now(),
+            "updated_at": records.now(),
             "finished_at": self.finished_at,
             "counts": counts,
             "errors": [{"item": item, **error} for item, error in _errors(items).items()],
@@ -249,9 +241,8 @@ class Job:
             "dashboard_link": self.dashboard_link,
             "scheduler": self.client.scheduler.address if self.client.scheduler else None,
             "driver": {"host": socket.gethostname(), "pid": os.getpid()},
-            "library_version": __version__,
-            **self.meta,
         }
+        return records.job_record(self.job_id, self.kind, state=state, parameters=self.meta, created_at=self.created_at)
 
     def wait(self, timeout: float | None = None) -> Job:
         """Block until every item has ended and the final record is written.
@@ -348,7 +339,7 @@ class Job:
                 self._write_record()
                 last_write, dirty = time.monotonic(), False
         self._ended_at = time.monotonic()
-        self.finished_at = _now()
+        self.finished_at = records.now()
         try:
             self.client.unsubscribe_topic(self._topic)
         except Exception:  # the client may already be closing; nothing left to hear
@@ -477,7 +468,7 @@ class JobView:
         imaging_lib.errors.MissingRecord
             If no job of that id has written a record.
         """
-        return self.store.read_json(layout.job_record_key(self.job_id))
+        return records.read_record(self.store, layout.job_record_key(self.job_id))
 
     @property
     def finished(self) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependency, MissingRecord, ReportFailed
-from ..store import layout
+from ..store import layout, records
 from .pdf import html_to_pdf, start_pdf_printer
 
 if TYPE_CHECKING:
@@ -392,8 +392,6 @@ def run_report(
 
     import nbformat
 
-    from .._version import __version__
-
     wanted = check_formats(formats)
     template_path = resolve_template(template)
     parameters = check_parameters(template_path, params, store)
@@ -417,15 +415,9 @@ def run_report(
 
     keys = {fmt: layout.report_key(subject, report_name, fmt) for fmt in documents}
     store.write_many({keys[fmt]: data for fmt, data in documents.items()})
-    return {
-        "template": report_name,
-        "study_uid": subject,
-        "parameters": parameters,
-        "keys": keys,
-        "timings": timings,
-        "created_at": datetime.now(UTC).isoformat(),
-        "library_version": __version__,
-    }
+    record = records.report_record(subject, template=report_name, keys=keys, parameters=parameters, timings=timings)
+    store.write_json(layout.report_record_key(subject, report_name), record)  # last: its files are all there
+    return record
 
 
 def study_report_task(
@@ -481,10 +473,16 @@ def cohort_report_task(
 
 
 def _reported(store: Store, subjects: Sequence[str], report_name: str, formats: Sequence[str]) -> set[str]:
-    """The subjects whose report already exists in every requested format."""
-    existing = set(store.list("reports/"))
-    wanted = ("ipynb", *formats)
-    return {s for s in subjects if all(layout.report_key(s, report_name, f) in existing for f in wanted)}
+    """The subjects whose report record lists the report in every requested format."""
+    from ..store.catalog import Catalog
+
+    wanted = {"ipynb", *formats}
+    reports = Catalog(store).records("report_record")
+    return {
+        record["study_uid"]
+        for record in reports.values()
+        if record.get("template") == report_name and wanted <= set(record.get("keys") or {})
+    } & set(subjects)
 
 
 def run_reports(

@@ -26,15 +26,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._version import __version__
 from ..errors import InvalidInput
 from ..models import LoadedModel
+from ..store.records import provenance
 from ..volume import Volume
 from .inference import predict_probabilities, prepare_slices, resolve_model
 from .preprocess import resize_labels
@@ -281,7 +280,7 @@ class Explanation:
             "local_prediction": self.local_prediction,
             "score": self.score,
             "probability": self.probability,
-            **self.provenance,
+            "provenance": self.provenance,
         }
 
 
@@ -437,14 +436,14 @@ def explain_slice(
         local_prediction=lime_result.local_prediction,
         score=lime_result.score,
         probability=float(lime_result.sample_probabilities[0, label_index]),
-        provenance={
-            "model_id": model.model_id,
-            "model_sha256": model.sha256,
-            "num_samples": num_samples,
-            "random_state": random_state if isinstance(random_state, (int, type(None))) else "RandomState",
-            "segmentation": segmentation,
-            "segmentation_params": {**SEGMENTATIONS[segmentation], **(segmentation_params or {})},
-            "library_version": __version__,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
+        provenance=provenance(
+            {
+                "num_samples": num_samples,
+                "random_state": random_state if isinstance(random_state, (int, type(None))) else "RandomState",
+                "segmentation": segmentation,
+                "segmentation_params": {**SEGMENTATIONS[segmentation], **(segmentation_params or {})},
+            },
+            model_id=model.model_id,
+            model_sha256=model.sha256,
+        ),
     )

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._version import __version__
 from ..errors import InvalidInput, InvalidModelOutput
 from ..models import LoadedModel, load_model
+from ..store.records import now, provenance
 from ..volume import Volume
 from .preprocess import check_finite, model_input, window_for
 
@@ -189,8 +188,7 @@ class Prediction:
             "model_id": self.model_id,
             "model_sha256": self.model_sha256,
             "model_uri": self.model_uri,
-            "library_version": __version__,
-            "created_at": self.created_at,
+            "provenance": provenance(created_at=self.created_at),
         }
 
 
@@ -250,5 +248,5 @@ def predict(
         model_sha256=model.sha256,
         model_uri=model.uri,
         metadata={k: metadata.get(k) for k in ("study_uid", "series_uid", "patient_id", "modality")},
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=now(),
     )

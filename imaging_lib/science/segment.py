@@ -31,6 +31,7 @@ from skimage.segmentation import flood
 
 from ..errors import InvalidGeometry, InvalidSeed, RegionTooLarge, UnsupportedImage
 from ..store.layout import segmentation_key, segmentation_record_key
+from ..store.records import segmentation_record
 from ..volume import Volume
 
 __all__ = [
@@ -465,18 +466,6 @@ def quantify_labels(
 
 
 # ---------------------------------------------------------------------- storing
-def _provenance(parameters: dict[str, Any], created: dt.datetime) -> dict[str, Any]:
-    from .._version import __version__
-
-    return {
-        "library": "imaging-lab",
-        "library_version": __version__,
-        "function": "imaging_lib.science.segment.grow_region",
-        "parameters": parameters,
-        "created_at": created.isoformat(timespec="seconds"),
-    }
-
-
 def save_segmentation(
     store: Any,
     study_uid: str,
@@ -514,21 +503,18 @@ def save_segmentation(
     seg_id = f"seg-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     mask_key = segmentation_key(study_uid, seg_id)
     record_key = segmentation_record_key(study_uid, seg_id)
-    seed_list = [float(v) for v in seed]
-    record = {
-        "seg_id": seg_id,
-        "study_uid": study_uid,
-        "mask_key": mask_key,
-        "record_key": record_key,
-        "seed_ijk": seed_list,
-        "seed_mm": mask.voxel_to_world(seed_list).tolist(),
-        "parameters": dict(params),
-        "quantification": dict(quantification),
-        "provenance": _provenance(dict(params), created),
-    }
+    record = segmentation_record(
+        study_uid=study_uid,
+        seg_id=seg_id,
+        mask_key=mask_key,
+        seed_ijk=seed,
+        quantification=quantification,
+        method=f"{__name__}.grow_region",
+        parameters=params,
+    )
     store.write_volume(mask_key, mask)
     store.write_json(record_key, record)
-    return record
+    return {**record, "record_key": record_key}
 
 
 def segment_and_quantify(

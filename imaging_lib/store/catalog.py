@@ -1,26 +1,45 @@
-"""The catalog: pandas DataFrames over the JSON records in a store.
+"""The catalog: pandas DataFrames over the records in a store, and the questions asked of them.
 
-:class:`Catalog` lists a record folder (``records/studies/``, ``records/results/``,
-``records/segmentations/``, ``records/jobs/``, ``records/quarantine/``), reads every
-record at once (:meth:`imaging_lib.store.Store.read_many`, concurrent on GCS) and
-returns one row per record. Studies filter by modality, date range and prediction.
-A record that is not valid JSON is left out and its key listed in
-:attr:`Catalog.unreadable`, so one damaged object never hides the rest.
+:class:`Catalog` lists a record folder with each object's version, reads only the records
+that are new or changed since its last look (all at once, concurrently on GCS), normalises
+them (:func:`imaging_lib.store.records.normalise`, so older stores read) and returns one
+row per record. Nested fields are kept (``series``, ``explanation``, ``parameters``...), and
+the provenance fields are columns of their own (``created_at``, ``created_by``,
+``library_version``, ``parameters``). A record that is not valid JSON is left out and its
+key listed in :attr:`Catalog.unreadable`, so one damaged object never hides the rest.
+
+It also answers what callers used to compute themselves: the study UIDs, a study's latest
+result, which studies have a result of a model (:meth:`Catalog.studies_with_result`, the
+one definition of "has a result": same model id *and* checksum), the job records and each
+study's state in the latest batch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
-from . import layout
+from . import layout, records
 from .objects import Store
 
-__all__ = ["JOB_COLUMNS", "QUARANTINE_COLUMNS", "RESULT_COLUMNS", "SEGMENTATION_COLUMNS", "STUDY_COLUMNS", "Catalog"]
+__all__ = [
+    "JOB_COLUMNS",
+    "QUARANTINE_COLUMNS",
+    "REPORT_COLUMNS",
+    "RESULT_COLUMNS",
+    "SEGMENTATION_COLUMNS",
+    "STUDY_COLUMNS",
+    "Catalog",
+    "job_status_by_study",
+    "latest_per_study",
+]
 
+_PROVENANCE_COLUMNS = ["created_at", "created_by", "library_version"]
 STUDY_COLUMNS = [
     "study_uid",
     "patient_pseudonym",
@@ -32,8 +51,7 @@ STUDY_COLUMNS = [
     "spacing",
     "volume_key",
     "series_count",
-    "ingested_at",
-    "library_version",
+    *_PROVENANCE_COLUMNS,
 ]
 RESULT_COLUMNS = [
     "study_uid",
@@ -43,17 +61,17 @@ RESULT_COLUMNS = [
     "probability",
     "most_suspicious_slice",
     "explanation_key",
-    "created_at",
     "volume_key",
-    "library_version",
     "record_key",
+    *_PROVENANCE_COLUMNS,
+    "parameters",
 ]
-SEGMENTATION_COLUMNS = ["study_uid", "seg_id", "mask_key", "record_key", "seed_ijk", "created_at"]
+SEGMENTATION_COLUMNS = ["study_uid", "seg_id", "mask_key", "record_key", "seed_ijk", "method", *_PROVENANCE_COLUMNS]
+REPORT_COLUMNS = ["study_uid", "template", "keys", "record_key", *_PROVENANCE_COLUMNS]
 JOB_COLUMNS = [
     "job_id",
     "kind",
     "status",
-    "created_at",
     "updated_at",
     "finished_at",
     "elapsed_seconds",
@@ -61,28 +79,50 @@ JOB_COLUMNS = [
     "eta_seconds",
     "error_count",
     "dashboard_link",
+    *_PROVENANCE_COLUMNS,
 ]
-QUARANTINE_COLUMNS = ["record_key", "error", "reason", "content_sha256", "size", "quarantined_at"]
+QUARANTINE_COLUMNS = ["record_key", "error", "reason", "content_digest", "size", "created_at"]
+_TIMES = ("created_at", "updated_at", "finished_at")
 
 
 def _as_date(value: str | dt.date | None) -> pd.Timestamp | None:
     return None if value is None else pd.Timestamp(value)
 
 
-def _frame(rows: list[dict[str, Any]], columns: list[str], times: tuple[str, ...]) -> pd.DataFrame:
+def _row(key: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as a row: its fields, its provenance lifted into columns, and its key."""
+    row = {name: value for name, value in record.items() if name != "provenance"}
+    row.update(record.get("provenance") or {})
+    row["record_key"] = key
+    return row
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     """Rows to a DataFrame with at least ``columns`` (first, in order) and parsed times."""
     frame = pd.DataFrame(rows)
     for column in columns:
         if column not in frame:
             frame[column] = None
     frame = frame[columns + [c for c in frame.columns if c not in columns]]
-    for column in times:
-        frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
+    for column in _TIMES:
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
     return frame.reset_index(drop=True)
 
 
+def latest_per_study(results: pd.DataFrame) -> pd.DataFrame:
+    """Each study's most recent row of ``results`` (any model), indexed by ``study_uid``."""
+    if results.empty:
+        return results.set_index("study_uid") if "study_uid" in results else results
+    return results.sort_values("created_at").groupby("study_uid").tail(1).set_index("study_uid")
+
+
 class Catalog:
-    """DataFrames of the studies, results, segmentations, jobs and quarantine of a store.
+    """DataFrames and answers over the records of a store.
+
+    One catalog keeps what it has read: a later call re-reads only records that are new
+    or changed (by the store's version tokens), so a dashboard that refreshes every few
+    seconds costs one listing per record folder, not one read per record.
 
     Parameters
     ----------
@@ -92,31 +132,72 @@ class Catalog:
     Attributes
     ----------
     unreadable : list of str
-        Keys of records skipped by the last read because they are not valid JSON.
+        Keys of records skipped by the last read because they are not JSON objects.
     """
 
     def __init__(self, store: Store | str | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.unreadable: list[str] = []
+        self._cache: dict[str, tuple[str, dict[str, Any] | None]] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Catalog({self.store!r})"
 
-    def _records(self, prefix: str) -> dict[str, dict[str, Any]]:
-        keys = [key for key in self.store.list(prefix) if key.endswith(".json")]
-        records: dict[str, dict[str, Any]] = {}
-        self.unreadable = []
-        for key, data in self.store.read_many(keys, skip_missing=True).items():
-            try:
-                record = json.loads(data)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                self.unreadable.append(key)
-                continue
-            if isinstance(record, dict):
-                records[key] = record
-            else:
-                self.unreadable.append(key)
-        return records
+    # ------------------------------------------------------------------ reading
+    def records(self, kind: str, **fields: str) -> dict[str, dict[str, Any]]:
+        """Key -> normalised record of every record of ``kind``, narrowed by leading key fields.
+
+        Parameters
+        ----------
+        kind : str
+            One of :data:`imaging_lib.store.layout.RECORD_KINDS`.
+        **fields
+            Leading fields of the key, e.g. ``study_uid="2.25.1"`` for one study's results.
+
+        Returns
+        -------
+        dict
+        """
+        versions = {
+            key: version
+            for key, version in self.store.versions(layout.prefix(kind, **fields)).items()
+            if (parsed := layout.parse(key)) is not None and parsed.kind == kind
+        }
+        with self._lock:
+            stale = [key for key, version in versions.items() if self._cache.get(key, ("",))[0] != version]
+            for key, data in self.store.read_many(stale, skip_missing=True).items():
+                self._cache[key] = (versions[key], self._decode(kind, key, data))
+            found = {key: self._cache[key][1] for key in versions if key in self._cache}
+        self.unreadable = [key for key, record in found.items() if record is None]
+        return {key: record for key, record in found.items() if record is not None}
+
+    @staticmethod
+    def _decode(kind: str, key: str, data: bytes) -> dict[str, Any] | None:
+        try:
+            record = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return records.normalise(kind, record) if isinstance(record, dict) else None
+
+    def record(self, key: str) -> dict[str, Any]:
+        """The normalised record at ``key`` (read afresh).
+
+        Raises
+        ------
+        imaging_lib.errors.MissingRecord
+            If it does not exist.
+        imaging_lib.errors.UnreadableRecord
+            If it is not a JSON object.
+        """
+        return records.read_record(self.store, key)
+
+    def study_uids(self) -> list[str]:
+        """Every study in the store (from the listing alone), sorted."""
+        keys = self.store.list(layout.STUDY_RECORDS)
+        return sorted(
+            parsed.study_uid for key in keys if (parsed := layout.parse(key)) and parsed.kind == "study_record"
+        )
 
     # ------------------------------------------------------------------ studies
     def studies(
@@ -145,22 +226,19 @@ class Catalog:
         Returns
         -------
         pandas.DataFrame
-            Columns :data:`STUDY_COLUMNS` (``study_date`` as a timestamp), then any
-            other top-level fields of the records.
+            Columns :data:`STUDY_COLUMNS` (``study_date`` as a timestamp), then the other
+            fields of the records (``series`` kept as a list of dicts).
         """
         rows = []
-        for record in self._records(layout.STUDY_RECORDS).values():
-            provenance = record.get("provenance", {})
-            row = {key: value for key, value in record.items() if key not in ("series", "provenance")}
+        for key, record in self.records("study_record").items():
+            row = _row(key, record)
             row.update(
                 shape=tuple(record.get("shape") or ()),
                 spacing=tuple(record.get("spacing") or ()),
                 series_count=len(record.get("series", [])),
-                ingested_at=provenance.get("ingested_at"),
-                library_version=provenance.get("library_version"),
             )
             rows.append(row)
-        frame = _frame(rows, STUDY_COLUMNS, ("ingested_at",))
+        frame = _frame(rows, STUDY_COLUMNS)
         frame["study_date"] = pd.to_datetime(frame["study_date"], errors="coerce")
         if modality is not None:
             wanted = [modality] if isinstance(modality, str) else list(modality)
@@ -193,25 +271,51 @@ class Catalog:
         -------
         pandas.DataFrame
             Columns :data:`RESULT_COLUMNS` (``created_at`` as a UTC timestamp), then the
-            other scalar fields of the records.
+            other fields of the records (``slice_probabilities``, ``explanation``...).
         """
-        rows = []
-        for key, record in self._records(layout.RESULT_RECORDS).items():
-            row = {name: value for name, value in record.items() if not isinstance(value, (list, dict))}
-            parts = key.split("/")  # records/results/<study_uid>/<model_id>.json
-            row.setdefault("study_uid", parts[2])
-            row.setdefault("model_id", parts[3].removesuffix(".json"))
-            row["record_key"] = key
-            rows.append(row)
-        frame = _frame(rows, RESULT_COLUMNS, ("created_at",))
+        found = self.records("result_record", **({"study_uid": study_uid} if study_uid else {}))
+        frame = _frame([_row(key, record) for key, record in found.items()], RESULT_COLUMNS)
         for column, wanted in (("model_id", model_id), ("label", label), ("study_uid", study_uid)):
             if wanted is not None:
                 frame = frame[frame[column] == wanted]
         return frame.sort_values(["created_at", "study_uid"], ascending=[False, True]).reset_index(drop=True)
 
-    # ------------------------------------------------------------------ others
+    def latest_result(self, study_uid: str, model_id: str | None = None) -> dict[str, Any] | None:
+        """The study's most recent result record (of ``model_id`` if given), or None."""
+        found = [
+            record
+            for record in self.records("result_record", study_uid=study_uid).values()
+            if model_id is None or record.get("model_id") == model_id
+        ]
+        return max(found, key=lambda r: str(r.get("provenance", {}).get("created_at", "")), default=None)
+
+    def studies_with_result(
+        self, model_id: str, model_sha256: str, study_uids: Iterable[str] | None = None
+    ) -> set[str]:
+        """The studies that have a result of this model: its id *and* its checksum.
+
+        A result of another checksum (the same name retrained) does not count. This is
+        the one definition of "has a result" the batch, the job monitor and the reports use.
+
+        Parameters
+        ----------
+        model_id, model_sha256 : str
+            The model's identity.
+        study_uids : iterable of str, optional
+            Only these studies; default every study.
+        """
+        wanted = None if study_uids is None else set(study_uids)
+        return {
+            record["study_uid"]
+            for record in self.records("result_record").values()
+            if record.get("model_id") == model_id
+            and record.get("model_sha256") == model_sha256
+            and (wanted is None or record.get("study_uid") in wanted)
+        }
+
+    # ------------------------------------------------------------------ masks and reports
     def segmentations(self, *, study_uid: str | None = None) -> pd.DataFrame:
-        """One row per stored mask, with its quantification flattened into columns.
+        """One row per stored mask, newest first, with its quantification flattened into columns.
 
         Returns
         -------
@@ -219,19 +323,39 @@ class Catalog:
             Columns :data:`SEGMENTATION_COLUMNS` and ``quantification.*``.
         """
         rows = []
-        for key, record in self._records(layout.SEGMENTATION_RECORDS).items():
-            row = {name: value for name, value in record.items() if not isinstance(value, dict)}
-            row.update({f"quantification.{k}": v for k, v in record.get("quantification", {}).items()})
-            row.setdefault("record_key", key)
-            row["created_at"] = record.get("created_at") or record.get("provenance", {}).get("created_at")
+        for key, record in self.records(
+            "segmentation_record", **({"study_uid": study_uid} if study_uid else {})
+        ).items():
+            row = _row(key, record)
+            row.update({f"quantification.{k}": v for k, v in (record.get("quantification") or {}).items()})
             rows.append(row)
-        frame = _frame(rows, SEGMENTATION_COLUMNS, ("created_at",))
-        if study_uid is not None:
-            frame = frame[frame["study_uid"] == study_uid]
+        frame = _frame(rows, SEGMENTATION_COLUMNS)
         return frame.sort_values(["created_at"], ascending=False).reset_index(drop=True)
 
+    def reports(self, *, study_uid: str | None = None) -> pd.DataFrame:
+        """One row per report record (``keys``: format -> store key), newest first."""
+        found = self.records("report_record", **({"study_uid": study_uid} if study_uid else {}))
+        frame = _frame([_row(key, record) for key, record in found.items()], REPORT_COLUMNS)
+        return frame.sort_values(["created_at"], ascending=False).reset_index(drop=True)
+
+    def report_files(self, study_uid: str) -> list[str]:
+        """Keys of the stored report files (ipynb, html, pdf) of a study, or of ``"cohort"``, sorted."""
+        return self.store.list(layout.report_prefix(study_uid))
+
+    # ------------------------------------------------------------------ jobs
+    def job_records(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The full job records (per-item states included), oldest first.
+
+        Parameters
+        ----------
+        kind : str, optional
+            Only jobs of this kind (``"batch"``, ``"report"``).
+        """
+        found = [r for r in self.records("job_record").values() if kind is None or r.get("kind") == kind]
+        return sorted(found, key=lambda r: str(r.get("provenance", {}).get("created_at", "")))
+
     def jobs(self) -> pd.DataFrame:
-        """One row per batch job, newest first, with ``counts.*`` columns.
+        """One row per job, newest first, with ``counts.*`` columns.
 
         Returns
         -------
@@ -239,14 +363,26 @@ class Catalog:
             Columns :data:`JOB_COLUMNS` and one ``counts.<state>`` column per state.
         """
         rows = []
-        for record in self._records(layout.JOB_RECORDS).values():
-            row = {name: value for name, value in record.items() if not isinstance(value, (list, dict))}
+        for key, record in self.records("job_record").items():
+            row = _row(key, record)
             row.update({f"counts.{k}": v for k, v in (record.get("counts") or {}).items()})
             row["error_count"] = len(record.get("errors") or [])
             rows.append(row)
-        frame = _frame(rows, JOB_COLUMNS, ("created_at", "updated_at", "finished_at"))
+        frame = _frame(rows, JOB_COLUMNS)
         return frame.sort_values(["created_at"], ascending=False).reset_index(drop=True)
 
+    def job_status_by_study(self) -> dict[str, str]:
+        """Each study's state in the most recent batch job that holds it.
+
+        Returns
+        -------
+        dict
+            Study UID -> ``pending``, ``running``, ``done`` or ``failed`` (a study the job
+            skipped because it already had a result counts as ``done``).
+        """
+        return job_status_by_study(self.job_records("batch"))
+
+    # ------------------------------------------------------------------ quarantine
     def quarantine(self) -> pd.DataFrame:
         """One row per refused input (no file names: see :mod:`imaging_lib.ingestion`).
 
@@ -255,6 +391,24 @@ class Catalog:
         pandas.DataFrame
             Columns :data:`QUARANTINE_COLUMNS`.
         """
-        rows = [{**record, "record_key": key} for key, record in self._records(layout.QUARANTINE_RECORDS).items()]
-        frame = _frame(rows, QUARANTINE_COLUMNS, ("quarantined_at",))
-        return frame.sort_values(["quarantined_at"], ascending=False).reset_index(drop=True)
+        rows = [_row(key, record) for key, record in self.records("quarantine_record").items()]
+        frame = _frame(rows, QUARANTINE_COLUMNS)
+        return frame.sort_values(["created_at"], ascending=False).reset_index(drop=True)
+
+
+def job_status_by_study(job_records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Each study's state in the most recent batch job of ``job_records`` that holds it.
+
+    Parameters
+    ----------
+    job_records : iterable of mapping
+        Job records in any order and of any version (they are normalised); jobs of
+        other kinds than ``"batch"`` are ignored.
+    """
+    status: dict[str, str] = {}
+    batches = (records.normalise("job_record", r) for r in job_records if r.get("kind") == "batch")
+    for record in sorted(batches, key=lambda r: str(r.get("provenance", {}).get("created_at", ""))):
+        for study_uid, entry in (record.get("items") or {}).items():
+            state = entry.get("state", "pending")
+            status[study_uid] = "done" if state == "skipped" else state
+    return status

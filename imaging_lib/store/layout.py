@@ -1,35 +1,52 @@
-"""Where things live in a store: every key the library writes is built here.
+"""Where things live in a store: every key the platform writes is built and parsed here.
 
-The layout (see ``DESIGN.md``)::
+The layout::
 
-    raw/<study_uid>/<series_uid>/<sop_uid>.dcm   de-identified DICOM
-    volumes/<study_uid>/<series_uid>.nii.gz      the series as NIfTI
-    records/studies/<study_uid>.json             catalog record of a study
-    records/results/<study_uid>/<model_id>.json  prediction with provenance
+    raw/<study_uid>/<series_uid>/<sop_uid>.dcm       de-identified DICOM
+    volumes/<study_uid>/<series_uid>.nii.gz          the series as NIfTI
+    records/studies/<study_uid>.json                 study record
+    records/results/<study_uid>/<model_id>.json      prediction with provenance
     records/segmentations/<study_uid>/<seg_id>.json  quantification of a mask
-    records/jobs/<job_id>.json                   state of a batch job
-    records/quarantine/<name>.json               why an input was refused
-    explanations/<study_uid>/<model_id>.nii.gz   LIME heat map on the study's geometry
-    segmentations/<study_uid>/<seg_id>.nii.gz    masks
-    reports/<study_uid>/<report_name>.<ext>      html, pdf, ipynb
-    quarantine/<name>                            refused input bytes (never PHI-bearing DICOM)
+    records/reports/<study_uid>/<report_name>.json   what a report was made from
+    records/jobs/<job_id>.json                       state of a job
+    records/quarantine/<name>.json                   why an input was refused
+    explanations/<study_uid>/<model_id>.nii.gz       LIME heat map on the study's geometry
+    segmentations/<study_uid>/<seg_id>.nii.gz        masks
+    reports/<study_uid>/<report_name>.<extension>    html, pdf, ipynb
 
-Keys are validated by :mod:`imaging_lib.store`; these functions only assemble them.
+Each kind of key is one :class:`KeyPattern`; :func:`build` assembles a key from its
+fields and :func:`parse` takes one apart, so the two can never disagree. Keys are
+validated by :mod:`imaging_lib.store.objects`; fields must be single key segments.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+
 __all__ = [
     "JOB_RECORDS",
+    "KEY_PATTERNS",
     "QUARANTINE_RECORDS",
+    "RECORD_KINDS",
+    "REPORT_RECORDS",
     "RESULT_RECORDS",
     "SEGMENTATION_RECORDS",
     "STUDY_RECORDS",
+    "KeyPattern",
+    "ParsedKey",
+    "build",
     "explanation_key",
     "job_record_key",
+    "parse",
+    "parse_as",
+    "prefix",
     "quarantine_record_key",
     "raw_key",
+    "raw_prefix",
     "report_key",
+    "report_prefix",
+    "report_record_key",
     "result_record_key",
     "segmentation_key",
     "segmentation_record_key",
@@ -37,58 +54,240 @@ __all__ = [
     "volume_key",
 ]
 
-STUDY_RECORDS = "records/studies/"
-RESULT_RECORDS = "records/results/"
-SEGMENTATION_RECORDS = "records/segmentations/"
-JOB_RECORDS = "records/jobs/"
-QUARANTINE_RECORDS = "records/quarantine/"
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class KeyPattern:
+    """One kind of key: a template such as ``"records/studies/{study_uid}.json"``.
+
+    Attributes
+    ----------
+    kind : str
+        The kind's name, e.g. ``"study_record"``.
+    template : str
+        Fixed text with ``{field}`` placeholders, each standing for one key segment
+        (or the tail of one, before a fixed suffix).
+    """
+
+    kind: str
+    template: str
+    fields: tuple[str, ...] = field(init=False)
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(_FIELD.findall(self.template))
+        pieces = _FIELD.split(self.template)
+        regex = "".join(
+            re.escape(piece) if index % 2 == 0 else f"(?P<{piece}>[^/]+?)" for index, piece in enumerate(pieces)
+        )
+        object.__setattr__(self, "fields", names)
+        object.__setattr__(self, "_regex", re.compile(f"^{regex}$"))
+
+    def build(self, **values: str) -> str:
+        """The key of ``values`` (one per field).
+
+        Raises
+        ------
+        ValueError
+            If a field is missing, empty or holds a ``/``.
+        """
+        missing = sorted(set(self.fields) - set(values))
+        if missing:
+            raise ValueError(f"{self.kind} key needs {', '.join(missing)}")
+        for name in self.fields:
+            value = str(values[name])
+            if not value or "/" in value:
+                raise ValueError(f"{self.kind} key: {name} must be one non-empty key segment, not {value!r}")
+        return self.template.format(**{name: str(values[name]) for name in self.fields})
+
+    def match(self, key: str) -> dict[str, str] | None:
+        """The fields of ``key`` if it is of this kind, else ``None``."""
+        found = self._regex.match(key)
+        return found.groupdict() if found else None
+
+    @property
+    def prefix(self) -> str:
+        """The fixed start of every key of this kind (``"records/studies/"``)."""
+        return self.template.split("{", 1)[0]
+
+
+KEY_PATTERNS: tuple[KeyPattern, ...] = (
+    KeyPattern("raw", "raw/{study_uid}/{series_uid}/{sop_uid}.dcm"),
+    KeyPattern("volume", "volumes/{study_uid}/{series_uid}.nii.gz"),
+    KeyPattern("study_record", "records/studies/{study_uid}.json"),
+    KeyPattern("result_record", "records/results/{study_uid}/{model_id}.json"),
+    KeyPattern("segmentation_record", "records/segmentations/{study_uid}/{seg_id}.json"),
+    KeyPattern("report_record", "records/reports/{study_uid}/{report_name}.json"),
+    KeyPattern("job_record", "records/jobs/{job_id}.json"),
+    KeyPattern("quarantine_record", "records/quarantine/{name}.json"),
+    KeyPattern("explanation", "explanations/{study_uid}/{model_id}.nii.gz"),
+    KeyPattern("segmentation", "segmentations/{study_uid}/{seg_id}.nii.gz"),
+    KeyPattern("report", "reports/{study_uid}/{report_name}.{extension}"),
+)
+"""Every kind of key, most specific first (``parse`` takes the first that matches)."""
+
+_BY_KIND = {pattern.kind: pattern for pattern in KEY_PATTERNS}
+
+RECORD_KINDS = tuple(pattern.kind for pattern in KEY_PATTERNS if pattern.kind.endswith("_record"))
+"""The kinds of JSON records (``study_record``, ``result_record``...)."""
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    """A key taken apart: its kind and its fields (``parsed.study_uid``...)."""
+
+    kind: str
+    fields: dict[str, str]
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(f"a {self.kind} key has no {name}") from None
+
+
+def build(kind: str, **values: str) -> str:
+    """Return the key of ``kind`` made of ``values``; see :data:`KEY_PATTERNS`.
+
+    Raises
+    ------
+    KeyError
+        If ``kind`` is unknown.
+    ValueError
+        If a field is missing or not a single key segment.
+    """
+    return _BY_KIND[kind].build(**values)
+
+
+def parse(key: str) -> ParsedKey | None:
+    """Take ``key`` apart, or return ``None`` if it is not a key of the layout.
+
+    Parameters
+    ----------
+    key : str
+        A store key, e.g. ``"records/results/2.25.1/demo-abc.json"``.
+
+    Returns
+    -------
+    ParsedKey or None
+    """
+    for pattern in KEY_PATTERNS:
+        values = pattern.match(key)
+        if values is not None:
+            return ParsedKey(pattern.kind, values)
+    return None
+
+
+def parse_as(kind: str, key: str) -> ParsedKey:
+    """Take apart ``key``, which must be of ``kind``.
+
+    Raises
+    ------
+    ValueError
+        If ``key`` is not a key of that kind.
+    """
+    parsed = parse(key)
+    if parsed is None or parsed.kind != kind:
+        raise ValueError(f"{key!r} is not a {kind} key")
+    return parsed
+
+
+def prefix(kind: str, **values: str) -> str:
+    """The prefix that lists keys of ``kind``, narrowed by its leading fields.
+
+    ``prefix("result_record")`` is ``"records/results/"``;
+    ``prefix("result_record", study_uid="2.25.1")`` is ``"records/results/2.25.1/"``.
+
+    Raises
+    ------
+    ValueError
+        If the given fields are not the kind's leading fields, or a value is not one key segment.
+    """
+    pattern = _BY_KIND[kind]
+    leading = pattern.fields[: len(values)]
+    if set(values) != set(leading):
+        raise ValueError(f"{kind} keys are listed by their leading fields {pattern.fields}, not {sorted(values)}")
+    if not leading:
+        return pattern.prefix
+    last = "{" + leading[-1] + "}/"
+    cut = pattern.template.find(last)
+    if cut < 0:
+        raise ValueError(f"{kind} keys cannot be listed by {leading[-1]}")
+    for name in leading:
+        if not values[name] or "/" in values[name]:
+            raise ValueError(f"{kind} prefix: {name} must be one non-empty key segment, not {values[name]!r}")
+    return pattern.template[: cut + len(last)].format(**values)
+
+
+STUDY_RECORDS = _BY_KIND["study_record"].prefix
+RESULT_RECORDS = _BY_KIND["result_record"].prefix
+SEGMENTATION_RECORDS = _BY_KIND["segmentation_record"].prefix
+REPORT_RECORDS = _BY_KIND["report_record"].prefix
+JOB_RECORDS = _BY_KIND["job_record"].prefix
+QUARANTINE_RECORDS = _BY_KIND["quarantine_record"].prefix
 
 
 def raw_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
     """Key of one de-identified DICOM file."""
-    return f"raw/{study_uid}/{series_uid}/{sop_uid}.dcm"
+    return build("raw", study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
+
+
+def raw_prefix(study_uid: str, series_uid: str) -> str:
+    """Prefix of the de-identified DICOM files of one series."""
+    return prefix("raw", study_uid=study_uid, series_uid=series_uid)
 
 
 def volume_key(study_uid: str, series_uid: str) -> str:
     """Key of a series stored as compressed NIfTI."""
-    return f"volumes/{study_uid}/{series_uid}.nii.gz"
+    return build("volume", study_uid=study_uid, series_uid=series_uid)
 
 
 def study_record_key(study_uid: str) -> str:
-    """Key of a study's catalog record."""
-    return f"{STUDY_RECORDS}{study_uid}.json"
+    """Key of a study's record."""
+    return build("study_record", study_uid=study_uid)
 
 
 def result_record_key(study_uid: str, model_id: str) -> str:
     """Key of the prediction record of one model on one study."""
-    return f"{RESULT_RECORDS}{study_uid}/{model_id}.json"
+    return build("result_record", study_uid=study_uid, model_id=model_id)
 
 
 def segmentation_record_key(study_uid: str, seg_id: str) -> str:
     """Key of the record (seed, parameters, quantification) of one mask."""
-    return f"{SEGMENTATION_RECORDS}{study_uid}/{seg_id}.json"
+    return build("segmentation_record", study_uid=study_uid, seg_id=seg_id)
+
+
+def report_record_key(study_uid: str, report_name: str) -> str:
+    """Key of the record of one report; ``study_uid`` is ``"cohort"`` for cohort reports."""
+    return build("report_record", study_uid=study_uid, report_name=report_name)
 
 
 def job_record_key(job_id: str) -> str:
     """Key of a job's live record."""
-    return f"{JOB_RECORDS}{job_id}.json"
+    return build("job_record", job_id=job_id)
 
 
 def quarantine_record_key(name: str) -> str:
     """Key of the record explaining why an input was quarantined."""
-    return f"{QUARANTINE_RECORDS}{name}.json"
+    return build("quarantine_record", name=name)
 
 
 def explanation_key(study_uid: str, model_id: str) -> str:
     """Key of the LIME heat map of one model on one study."""
-    return f"explanations/{study_uid}/{model_id}.nii.gz"
+    return build("explanation", study_uid=study_uid, model_id=model_id)
 
 
 def segmentation_key(study_uid: str, seg_id: str) -> str:
     """Key of a mask on a study's geometry."""
-    return f"segmentations/{study_uid}/{seg_id}.nii.gz"
+    return build("segmentation", study_uid=study_uid, seg_id=seg_id)
 
 
 def report_key(study_uid: str, report_name: str, extension: str) -> str:
-    """Key of a report; ``study_uid`` is ``"cohort"`` for cohort reports."""
-    return f"reports/{study_uid}/{report_name}.{extension}"
+    """Key of a report file; ``study_uid`` is ``"cohort"`` for cohort reports."""
+    return build("report", study_uid=study_uid, report_name=report_name, extension=extension)
+
+
+def report_prefix(study_uid: str) -> str:
+    """Prefix of the report files of one study (or ``"cohort"``)."""
+    return prefix("report", study_uid=study_uid)

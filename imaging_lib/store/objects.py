@@ -386,19 +386,38 @@ class Store:
             Keys relative to the store root; temporary files of writes in flight are
             never listed.
         """
+        return sorted(self.versions(prefix))
+
+    def versions(self, prefix: str = "") -> dict[str, str]:
+        """Return each key under ``prefix`` with a token that changes whenever its object does.
+
+        The token is the backend's own (a GCS generation, a local file's modification
+        time in nanoseconds) with the size, so a reader can re-read only what changed
+        since its last listing (:class:`~imaging_lib.store.catalog.Catalog` does).
+
+        Parameters
+        ----------
+        prefix : str
+            As for :meth:`list`.
+
+        Returns
+        -------
+        dict
+            Key to version token, sorted by key.
+        """
         validate_key(prefix, allow_empty=True)
         base = self._join(prefix.rpartition("/")[0])
         self.fs.invalidate_cache(base)
         try:
-            paths = self.fs.find(base)
+            found = self.fs.find(base, detail=True)
         except FileNotFoundError:
-            return []
-        keys = []
-        for path in paths:
+            return {}
+        versions = {}
+        for path, info in found.items():
             key = self._relative(path)
             if key.startswith(prefix) and not any(part.startswith(".") for part in key.split("/")):
-                keys.append(key)
-        return sorted(keys)
+                versions[key] = _version_token(info)
+        return dict(sorted(versions.items()))
 
     # ------------------------------------------------------------------ JSON
     def write_json(self, key: str, record: Any) -> None:
@@ -437,7 +456,12 @@ class Store:
         self.write_bytes(key, nifti_to_bytes(volume, compress=True))
 
     def read_volume(self, key: str) -> Volume:
-        """Read a NIfTI volume stored at ``key``.
+        """Read a NIfTI volume stored at ``key``, with what its study record keeps of its header.
+
+        A series volume (``volumes/...``) gets back the metadata prediction needs from
+        its DICOM header (modality, window, pseudonym; see
+        :func:`imaging_lib.store.records.series_metadata`), so it predicts exactly as the
+        volume read from its files did.
 
         Raises
         ------
@@ -449,10 +473,31 @@ class Store:
         from ..io.nifti import nifti_from_bytes
 
         volume = nifti_from_bytes(self.read_bytes(key), source=self.full_path(key))
+        volume.metadata.update(self._header_metadata(key))
         volume.metadata["spacing"] = volume.spacing
         volume.metadata["orientation"] = "".join(volume.orientation)
         volume.metadata["store_key"] = key
         return volume
+
+    def _header_metadata(self, key: str) -> dict[str, Any]:
+        from . import layout, records
+
+        parsed = layout.parse(key)
+        if parsed is None or parsed.kind != "volume":
+            return {}
+        try:
+            study = records.read_record(self, layout.study_record_key(parsed.study_uid))
+        except (MissingRecord, UnreadableRecord):
+            return {}
+        return {name: value for name, value in records.series_metadata(study, key).items() if value is not None}
+
+
+def _version_token(info: Mapping[str, Any]) -> str:
+    """A token of one listed object's version: the backend's generation or time, and its size."""
+    for name in ("generation", "mtime", "updated", "created", "LastModified"):
+        if info.get(name) is not None:
+            return f"{info[name]}:{info.get('size')}"
+    return f"?:{info.get('size')}"
 
 
 def _parse_json(key: str, data: bytes) -> Any:

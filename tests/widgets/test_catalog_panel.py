@@ -10,7 +10,6 @@ from imaging_lib.store.catalog import Catalog
 from widgets.catalog_panel import (
     HEATMAP_OVERLAY,
     CatalogPanel,
-    job_status_by_study,
     prediction_html,
     quantification_table,
     study_table,
@@ -26,21 +25,6 @@ def _studies(*uids: str) -> pd.DataFrame:
             "volume_key": [f"v/{u}" for u in uids],
         }
     )
-
-
-def test_the_latest_batch_decides_a_studys_job_status():
-    old = {
-        "kind": "batch",
-        "created_at": "2024-01-01T00:00:00",
-        "items": {"a": {"state": "failed"}, "b": {"state": "done"}},
-    }
-    new = {
-        "kind": "batch",
-        "created_at": "2024-02-01T00:00:00",
-        "items": {"a": {"state": "running"}, "c": {"state": "skipped"}},
-    }
-    report = {"kind": "report", "created_at": "2024-03-01T00:00:00", "items": {"a": {"state": "failed"}}}
-    assert job_status_by_study([new, report, old]) == {"a": "running", "b": "done", "c": "done"}
 
 
 def test_study_table_joins_the_latest_result_and_status():

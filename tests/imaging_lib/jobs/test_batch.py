@@ -91,11 +91,13 @@ def test_process_study_writes_result_and_heatmap_and_is_idempotent(tmp_path, mod
         "result_key": layout.result_record_key(uid, model.model_id),
         "explanation_key": layout.explanation_key(uid, model.model_id),
     }
-    assert record["model_sha256"] == model.sha256 and record["params"] == pipeline_params(PARAMS)
-    assert record["library_version"] and record["created_at"] and record["patient_pseudonym"].startswith("ANON")
+    assert record["model_sha256"] == model.sha256 and record["provenance"]["parameters"] == pipeline_params(PARAMS)
+    assert record["provenance"]["library_version"] and record["provenance"]["created_at"]
+    assert record["patient_pseudonym"].startswith("ANON")
     assert len(record["slice_probabilities"]) == 20
     assert record["explanation"]["slice_index"] == record["most_suspicious_slice"]
-    assert record["explanation"]["num_samples"] == PARAMS["num_samples"] and record["explanation"]["weights"]
+    assert record["explanation"]["provenance"]["parameters"]["num_samples"] == PARAMS["num_samples"]
+    assert record["explanation"]["weights"]
     assert record["probability"] == max(record["slice_probabilities"])
     assert_same_prediction(record, reference["brain"])
 
@@ -147,8 +149,9 @@ def test_batch_on_local_cluster_loads_the_model_once_per_worker(local_dask_clien
 
     record = store.read_json(layout.job_record_key(job.job_id))
     assert record["status"] == "finished" and record["counts"] == job.counts
-    assert record["model_id"] == model.model_id and record["model_sha256"] == model.sha256
-    assert record["params"] == pipeline_params(PARAMS)
+    started_with = record["provenance"]["parameters"]
+    assert started_with["model_id"] == model.model_id and started_with["model_sha256"] == model.sha256
+    assert started_with["pipeline"] == pipeline_params(PARAMS)
     assert {entry["worker"] for entry in record["items"].values()} == set(loads)
     assert job.results[uids[0]]["label"] == reference[source_of[uids[0]]]["label"]
     assert list(Catalog(store).jobs()["job_id"]) == [job.job_id]
@@ -194,7 +197,7 @@ def test_a_corrupt_study_fails_alone_with_its_typed_error(local_dask_client, tmp
 def result_times(store: Store, model) -> dict[str, str]:
     """Study UID -> ``created_at`` of its result, for every result in the store."""
     keys = [key for key in store.list(layout.RESULT_RECORDS) if key.endswith(f"/{model.model_id}.json")]
-    return {record["study_uid"]: record["created_at"] for record in store.read_json_many(keys).values()}
+    return {record["study_uid"]: record["provenance"]["created_at"] for record in store.read_json_many(keys).values()}
 
 
 def start_driver(store: Store, scheduler: str, log: Path) -> subprocess.Popen:

@@ -125,7 +125,9 @@ def test_heatmap_is_the_segment_weights_on_the_slice_grid(ours, brain_volume):
         assert np.all(ours.heatmap[ours.segments == segment] == np.float32(ours.weights[segment]))
     assert set(np.unique(ours.segments)) <= set(ours.weights)
     record = ours.to_record()
-    assert record["model_id"] == load_model(DEMO_MODEL_URI).model_id and record["num_samples"] == 1000
+    provenance = record["provenance"]
+    assert provenance["model_id"] == load_model(DEMO_MODEL_URI).model_id
+    assert provenance["parameters"]["num_samples"] == 1000
 
 
 def test_heat_map_volume_sits_on_the_study_geometry(ours, brain_volume, tmp_path):

@@ -52,8 +52,8 @@ def test_record_carries_patient_modality_and_provenance(clean_prediction, model)
     assert record["study_uid"] == "2.25.1"
     assert record["modality"] == "MR"
     assert record["model_id"] == model.model_id and record["model_sha256"] == model.sha256
-    assert record["library_version"] == imaging_lib.__version__
-    assert record["created_at"].endswith("+00:00")
+    assert record["provenance"]["library_version"] == imaging_lib.__version__
+    assert record["provenance"]["created_at"].endswith("+00:00")
     assert len(record["slice_probabilities"]) == 20
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pandas as pd
 import pytest
 
 from imaging_lib import sample_data
 from imaging_lib.ingestion.batch import ingest
 from imaging_lib.store import layout
-from imaging_lib.store.catalog import RESULT_COLUMNS, STUDY_COLUMNS, Catalog
+from imaging_lib.store.catalog import RESULT_COLUMNS, STUDY_COLUMNS, Catalog, job_status_by_study
+from imaging_lib.store.objects import Store
 
 SECRET = "catalog-test-secret-0123456789"
 
@@ -69,7 +72,7 @@ def test_results_and_prediction_filter(filled):
     results = catalog.results()
     assert list(results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert list(results["study_uid"]) == [mr, ct]  # newest first
-    assert "slice_probabilities" not in results
+    assert results.set_index("study_uid").at[mr, "slice_probabilities"] == [0.1, 0.9]  # nested fields are kept
     assert list(catalog.studies(prediction="lesion")["study_uid"]) == [mr]
     assert list(catalog.studies(prediction="normal", model_id="other-model")["study_uid"]) == []
     assert list(catalog.results(label="normal")["study_uid"]) == [ct]
@@ -87,3 +90,133 @@ def test_empty_store_gives_empty_frames_with_columns(tmp_path):
     assert catalog.studies().empty and list(catalog.studies().columns) == STUDY_COLUMNS
     assert catalog.results().empty and catalog.jobs().empty and catalog.segmentations().empty
     assert catalog.quarantine().empty
+
+
+def test_records_of_older_stores_read_with_todays_field_names(store):
+    """Records as the first version wrote them: flat provenance, params, heatmap_key, segmentation_key."""
+    store.write_json(
+        layout.study_record_key("s1"),
+        {
+            "study_uid": "s1",
+            "patient_id": "ANON-OLD",
+            "modality": "MR",
+            "series": [],
+            "provenance": {
+                "library_version": "0.1.0",
+                "ingested_at": "2026-01-01T00:00:00+00:00",
+                "source_sha256": ["ab"],
+            },
+        },
+    )
+    store.write_json(
+        layout.result_record_key("s1", "m"),
+        {
+            "study_uid": "s1",
+            "model_id": "m",
+            "params": {"num_samples": 7},
+            "heatmap_key": "explanations/s1/m.nii.gz",
+            "created_at": "2026-01-02T00:00:00+00:00",
+            "library_version": "0.1.0",
+        },
+    )
+    store.write_json(
+        layout.segmentation_record_key("s1", "seg-1"),
+        {
+            "study_uid": "s1",
+            "seg_id": "seg-1",
+            "segmentation_key": "segmentations/s1/seg-1.nii.gz",
+            "parameters": {"tolerance": 2.0},
+            "quantification": {"volume_ml": 1.5},
+        },
+    )
+    store.write_json(
+        layout.job_record_key("batch-1"),
+        {
+            "job_id": "batch-1",
+            "kind": "batch",
+            "status": "finished",
+            "created_at": "2026-01-03T00:00:00+00:00",
+            "model_uri": "package://demo",
+            "items": {"s1": {"state": "skipped"}},
+        },
+    )
+    catalog = Catalog(store)
+    study = catalog.studies().iloc[0]
+    assert study["patient_pseudonym"] == "ANON-OLD" and study["created_at"] == pd.Timestamp("2026-01-01", tz="UTC")
+    result = catalog.latest_result("s1")
+    assert result["explanation_key"] == "explanations/s1/m.nii.gz" and "heatmap_key" not in result
+    assert result["provenance"]["parameters"] == {"num_samples": 7} and "params" not in result
+    mask = catalog.segmentations().iloc[0]
+    assert mask["mask_key"] == "segmentations/s1/seg-1.nii.gz" and mask["parameters"] == {"tolerance": 2.0}
+    assert mask["quantification.volume_ml"] == 1.5
+    (job,) = catalog.job_records()
+    assert job["provenance"]["parameters"] == {"model_uri": "package://demo"} and "model_uri" not in job
+    assert catalog.jobs().iloc[0]["created_at"] == pd.Timestamp("2026-01-03", tz="UTC")
+    assert catalog.job_status_by_study() == {"s1": "done"}
+
+
+def test_has_a_result_means_the_same_model_id_and_checksum(store):
+    for uid, sha in (("a", "11"), ("b", "22"), ("c", "11")):
+        store.write_json(layout.result_record_key(uid, "m"), {"study_uid": uid, "model_id": "m", "model_sha256": sha})
+    store.write_json(
+        layout.result_record_key("d", "other"), {"study_uid": "d", "model_id": "other", "model_sha256": "11"}
+    )
+    catalog = Catalog(store)
+    assert catalog.studies_with_result("m", "11") == {"a", "c"}
+    assert catalog.studies_with_result("m", "11", ["a", "b"]) == {"a"}
+    assert catalog.studies_with_result("m", "33") == set()
+
+
+def test_latest_result_is_the_newest_of_the_study_or_of_one_model(store):
+    for model, when in (("old", "2026-01-01T00:00:00+00:00"), ("new", "2026-02-01T00:00:00+00:00")):
+        store.write_json(
+            layout.result_record_key("s", model),
+            {"study_uid": "s", "model_id": model, "provenance": {"created_at": when}},
+        )
+    catalog = Catalog(store)
+    assert catalog.latest_result("s")["model_id"] == "new"
+    assert catalog.latest_result("s", "old")["model_id"] == "old"
+    assert catalog.latest_result("s", "missing") is None and catalog.latest_result("t") is None
+
+
+class _CountingStore(Store):
+    """A real store that counts the keys it reads (to see what a refresh costs)."""
+
+    read_keys: ClassVar[list[str]] = []
+
+    def read_many(self, keys, *, skip_missing=False):
+        keys = list(keys)
+        type(self).read_keys.extend(keys)
+        return super().read_many(keys, skip_missing=skip_missing)
+
+
+def test_a_refresh_reads_only_the_records_that_changed(tmp_path):
+    store = _CountingStore(tmp_path / "store")
+    for uid in ("a", "b", "c"):
+        store.write_json(layout.study_record_key(uid), {"study_uid": uid, "modality": "MR", "series": []})
+    catalog = Catalog(store)
+    assert len(catalog.studies()) == 3 and len(store.read_keys) == 3
+    store.read_keys.clear()
+    assert len(catalog.studies()) == 3 and store.read_keys == []  # nothing changed: nothing read
+    store.write_json(layout.study_record_key("b"), {"study_uid": "b", "modality": "CT", "series": []})
+    store.write_json(layout.study_record_key("d"), {"study_uid": "d", "modality": "CT", "series": []})
+    store.delete(layout.study_record_key("a"))
+    studies = catalog.studies()
+    assert sorted(store.read_keys) == [layout.study_record_key("b"), layout.study_record_key("d")]
+    assert dict(zip(studies["study_uid"], studies["modality"], strict=True)) == {"b": "CT", "c": "MR", "d": "CT"}
+    assert catalog.study_uids() == ["b", "c", "d"]
+
+
+def test_the_latest_batch_decides_a_studys_job_status():
+    old = {
+        "kind": "batch",
+        "created_at": "2024-01-01T00:00:00",
+        "items": {"a": {"state": "failed"}, "b": {"state": "done"}},
+    }
+    new = {
+        "kind": "batch",
+        "created_at": "2024-02-01T00:00:00",
+        "items": {"a": {"state": "running"}, "c": {"state": "skipped"}},
+    }
+    report = {"kind": "report", "created_at": "2024-03-01T00:00:00", "items": {"a": {"state": "failed"}}}
+    assert job_status_by_study([new, report, old]) == {"a": "running", "b": "done", "c": "done"}

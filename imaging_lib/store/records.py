@@ -1,0 +1,449 @@
+"""Every record the platform writes: one shape per kind, one name per field, one provenance.
+
+Records are JSON objects under ``records/`` (keys from :mod:`imaging_lib.store.layout`).
+Each is built by one function of this module and carries a ``provenance`` object made by
+:func:`provenance`: the library version, when, who, and the parameters that made it
+(plus, per kind, the model or the sources). Field names are the same in every kind:
+``patient_pseudonym``, ``explanation_key``, ``mask_key``, ``parameters``, ``created_at``.
+
+Stores written by older versions still read: :func:`normalise` maps their field names
+(``params``, ``patient_id``, ``heatmap_key``, ``segmentation_key``, ``ingested_at``,
+``source_sha256``, provenance fields at the top level) onto today's, and every reader
+(:class:`~imaging_lib.store.catalog.Catalog`, :func:`read_record`) goes through it.
+
+The builders are pure: they take values and return dicts; the caller writes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .._version import __version__
+from . import layout
+
+__all__ = [
+    "current_user",
+    "job_record",
+    "merge_series",
+    "normalise",
+    "now",
+    "provenance",
+    "quarantine_record",
+    "read_record",
+    "report_record",
+    "result_record",
+    "segmentation_record",
+    "series_entry",
+    "series_metadata",
+    "study_record",
+]
+
+Record = dict[str, Any]
+
+_PROVENANCE_FIELDS = ("library_version", "created_at", "created_by", "parameters")
+
+
+def now() -> str:
+    """The current UTC time as an ISO 8601 string with milliseconds (what records store)."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def current_user() -> str:
+    """Who is acting: the Jupyter(Hub) user when there is one, else the operating-system user."""
+    from .. import settings
+
+    return settings.read(settings.USER) or settings.read(settings.JUPYTERHUB_USER) or getpass.getuser()
+
+
+def provenance(parameters: Mapping[str, Any] | None = None, *, created_by: str | None = None, **extra: Any) -> Record:
+    """The provenance of a new record: library version, time, user, parameters and ``extra``.
+
+    Parameters
+    ----------
+    parameters : mapping, optional
+        The parameters that made the record (JSON-able).
+    created_by : str, optional
+        Who made it; default :func:`current_user`.
+    **extra
+        Kind-specific facts, e.g. ``sources`` (keyed hashes of source files) or
+        ``function`` (what computed it).
+
+    Returns
+    -------
+    dict
+    """
+    return {
+        "library_version": __version__,
+        "created_at": now(),
+        "created_by": created_by or current_user(),
+        "parameters": dict(parameters or {}),
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------------------- studies
+def series_entry(
+    volume: Any,
+    *,
+    series_uid: str,
+    volume_key: str,
+    modality: str,
+    description: str,
+    file_count: int,
+) -> Record:
+    """The entry of one series in its study record: geometry, where its volume is, and its window.
+
+    Parameters
+    ----------
+    volume : Volume
+        The series read back from the stored files (its metadata gives the window).
+    series_uid, volume_key, modality, description : str
+    file_count : int
+        Files (instances) the series was read from.
+    """
+    metadata = volume.metadata
+    return {
+        "series_uid": series_uid,
+        "modality": modality,
+        "description": description,
+        "shape": list(volume.shape),
+        "spacing": [round(s, 6) for s in volume.spacing],
+        "orientation": "".join(volume.orientation),
+        "dtype": str(volume.array.dtype),
+        "volume_key": volume_key,
+        "file_count": file_count,
+        "window_center": metadata.get("window_center"),
+        "window_width": metadata.get("window_width"),
+        "rescale_type": metadata.get("rescale_type", ""),
+        "warnings": list(metadata.get("warnings", [])),
+    }
+
+
+def _voxels(series: Mapping[str, Any]) -> int:
+    count = 1
+    for size in series["shape"]:
+        count *= int(size)
+    return count
+
+
+def merge_series(record: Mapping[str, Any] | None, series: Mapping[str, Any]) -> list[Record]:
+    """The series of a study once ``series`` is added to (or replaces its twin in) ``record``."""
+    others = [dict(s) for s in (record or {}).get("series", []) if s["series_uid"] != series["series_uid"]]
+    return sorted([*others, dict(series)], key=lambda s: s["series_uid"])
+
+
+def study_record(
+    study_uid: str,
+    *,
+    patient_pseudonym: str,
+    study_date: str | None,
+    series: Sequence[Mapping[str, Any]],
+    sources: Iterable[str],
+    deidentification: Sequence[str],
+    created_by: str | None = None,
+) -> Record:
+    """The record of a study; its largest series is its primary one (what the catalog shows).
+
+    Parameters
+    ----------
+    study_uid : str
+        De-identified Study Instance UID.
+    patient_pseudonym : str
+        The patient's pseudonym (``ANON-...``), or ``""`` for NIfTI inputs.
+    study_date : str or None
+        Shifted study date as ``YYYY-MM-DD``.
+    series : sequence of dict
+        :func:`series_entry` of every series (at least one).
+    sources : iterable of str
+        Keyed hashes of every source file, never a bare SHA-256 (:mod:`imaging_lib.ingestion`).
+    deidentification : sequence of str
+        The de-identification method codes applied (CID 7050).
+    created_by : str, optional
+        Who ingested; default :func:`current_user`.
+    """
+    primary = max(series, key=lambda s: (_voxels(s), s["series_uid"]))
+    return {
+        "study_uid": study_uid,
+        "patient_pseudonym": patient_pseudonym,
+        "modality": primary["modality"],
+        "study_date": study_date,
+        "description": primary["description"],
+        "series_uid": primary["series_uid"],
+        "shape": list(primary["shape"]),
+        "spacing": list(primary["spacing"]),
+        "volume_key": primary["volume_key"],
+        "series": [dict(s) for s in series],
+        "provenance": provenance(
+            created_by=created_by, sources=sorted(set(sources)), deidentification=list(deidentification)
+        ),
+    }
+
+
+def series_metadata(study: Mapping[str, Any], volume_key: str) -> Record:
+    """What prediction needs from the header of the series stored at ``volume_key``.
+
+    The keys are those the DICOM reader gives a volume's metadata (``modality``,
+    ``window_center``...), so a volume read from the store predicts exactly as the same
+    volume read from its files.
+
+    Parameters
+    ----------
+    study : mapping
+        The study record (normalised).
+    volume_key : str
+        The key of one of its series' volumes.
+
+    Returns
+    -------
+    dict
+        Empty if the key is not one of the study's series.
+    """
+    for series in study.get("series", []):
+        if series.get("volume_key") == volume_key:
+            return {
+                "study_uid": study.get("study_uid"),
+                "series_uid": series.get("series_uid"),
+                "patient_id": study.get("patient_pseudonym"),
+                "modality": series.get("modality", ""),
+                "window_center": series.get("window_center"),
+                "window_width": series.get("window_width"),
+                "rescale_type": series.get("rescale_type", ""),
+            }
+    return {}
+
+
+# ---------------------------------------------------------------------------- results
+def result_record(
+    prediction: Mapping[str, Any],
+    *,
+    study: Mapping[str, Any],
+    explanation_key: str,
+    explanation: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    created_by: str | None = None,
+) -> Record:
+    """The record of one model's prediction and explanation of one study.
+
+    Parameters
+    ----------
+    prediction : mapping
+        :meth:`imaging_lib.science.inference.Prediction.to_record`.
+    study : mapping
+        The study record.
+    explanation_key : str
+        Where the LIME heat map is stored.
+    explanation : mapping
+        :meth:`imaging_lib.science.explain.Explanation.to_record`.
+    parameters : mapping
+        The pipeline parameters (:data:`imaging_lib.jobs.batch.DEFAULT_PARAMS`).
+    created_by : str, optional
+        Who ran it; default :func:`current_user`.
+    """
+    return {
+        **{key: value for key, value in prediction.items() if key != "provenance"},
+        "study_uid": study["study_uid"],
+        "series_uid": study.get("series_uid"),
+        "patient_pseudonym": study.get("patient_pseudonym"),
+        "modality": study.get("modality"),
+        "volume_key": study["volume_key"],
+        "explanation_key": explanation_key,
+        "explanation": dict(explanation),
+        "provenance": provenance(parameters, created_by=created_by),
+    }
+
+
+# ---------------------------------------------------------------------------- masks
+def segmentation_record(
+    *,
+    study_uid: str,
+    seg_id: str,
+    mask_key: str,
+    seed_ijk: Sequence[float] | None,
+    quantification: Mapping[str, Any],
+    method: str,
+    parameters: Mapping[str, Any],
+    created_by: str | None = None,
+) -> Record:
+    """The record of a stored mask: where it is, how it was made, what it measures.
+
+    Parameters
+    ----------
+    study_uid, seg_id, mask_key : str
+    seed_ijk : sequence of float or None
+        The clicked seed of a grown region (None for a mask drawn by hand).
+    quantification : mapping
+        :func:`imaging_lib.science.segment.quantify`.
+    method : str
+        What made the mask, e.g. ``"imaging_lib.science.segment.grow_region"``.
+    parameters : mapping
+        Its parameters.
+    created_by : str, optional
+        Default :func:`current_user`.
+    """
+    return {
+        "study_uid": study_uid,
+        "seg_id": seg_id,
+        "mask_key": mask_key,
+        "seed_ijk": None if seed_ijk is None else [float(v) for v in seed_ijk],
+        "quantification": dict(quantification),
+        "method": method,
+        "provenance": provenance(parameters, created_by=created_by),
+    }
+
+
+# ---------------------------------------------------------------------------- jobs, reports, quarantine
+def job_record(
+    job_id: str,
+    kind: str,
+    *,
+    state: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    created_at: str,
+    created_by: str | None = None,
+) -> Record:
+    """The live record of a job.
+
+    Parameters
+    ----------
+    job_id, kind : str
+    state : mapping
+        What changes while it runs: ``status``, ``updated_at``, ``finished_at``, ``counts``,
+        ``errors``, ``items``, timing and where it runs.
+    parameters : mapping
+        What the job was started with (model, pipeline parameters, store).
+    created_at : str
+        When it was submitted (the record is rewritten while it runs; this stays).
+    created_by : str, optional
+        Default :func:`current_user`.
+    """
+    return {
+        "job_id": job_id,
+        "kind": kind,
+        **state,
+        "provenance": {**provenance(parameters, created_by=created_by), "created_at": created_at},
+    }
+
+
+def report_record(
+    study_uid: str,
+    *,
+    template: str,
+    keys: Mapping[str, str],
+    parameters: Mapping[str, Any],
+    timings: Mapping[str, float],
+    created_by: str | None = None,
+) -> Record:
+    """The record of a report: its subject, template, stored files (format -> key) and timings."""
+    return {
+        "study_uid": study_uid,
+        "template": template,
+        "keys": dict(keys),
+        "timings": {name: float(seconds) for name, seconds in timings.items()},
+        "provenance": provenance(parameters, created_by=created_by),
+    }
+
+
+def quarantine_record(*, error: str, reason: str, content_digest: str | None, size: int | None) -> Record:
+    """Why an input was refused: the typed error's name and reason, a keyed digest and the size.
+
+    The refused bytes and their file name are never stored: either may carry PHI.
+    """
+    return {
+        "error": error,
+        "reason": reason,
+        "content_digest": content_digest,
+        "size": size,
+        "provenance": provenance(),
+    }
+
+
+# ---------------------------------------------------------------------------- reading
+_RENAMED = {  # old field name -> today's, per record kind (None: every kind)
+    None: {"patient_id": "patient_pseudonym", "params": "parameters"},
+    "result_record": {"heatmap_key": "explanation_key"},
+    "segmentation_record": {"segmentation_key": "mask_key"},
+    "quarantine_record": {"content_sha256": "content_digest"},
+}
+_PROVENANCE_RENAMED = {"ingested_at": "created_at", "source_sha256": "sources"}
+_JOB_STATE = frozenset(
+    {
+        "job_id",
+        "kind",
+        "status",
+        "updated_at",
+        "finished_at",
+        "counts",
+        "errors",
+        "items",
+        "elapsed_seconds",
+        "throughput_per_minute",
+        "eta_seconds",
+        "dashboard_link",
+        "scheduler",
+        "driver",
+        "metrics",
+        "provenance",
+    }
+)
+
+
+def normalise(kind: str, record: Mapping[str, Any]) -> Record:
+    """Map a record of any version onto today's field names (idempotent).
+
+    Parameters
+    ----------
+    kind : str
+        The record's kind (:data:`imaging_lib.store.layout.RECORD_KINDS`).
+    record : mapping
+        As read from the store.
+
+    Returns
+    -------
+    dict
+        A new dict: renamed fields, provenance fields moved under ``provenance``.
+    """
+    result = dict(record)
+    for table in (_RENAMED[None], _RENAMED.get(kind, {})):
+        for old, new in table.items():
+            if old in result:
+                value = result.pop(old)
+                result.setdefault(new, value)
+    found = dict(result.get("provenance") or {})
+    for old, new in _PROVENANCE_RENAMED.items():
+        if old in found:
+            found.setdefault(new, found.pop(old))
+    for name in _PROVENANCE_FIELDS:
+        if name in result:
+            found.setdefault(name, result.pop(name))
+    if kind == "job_record":  # old job records spread what they were started with over the top level
+        started_with = {key: result.pop(key) for key in list(result) if key not in _JOB_STATE}
+        found["parameters"] = {**started_with, **dict(found.get("parameters") or {})}
+    if found:
+        result["provenance"] = found
+    return result
+
+
+def read_record(store: Any, key: str) -> Record:
+    """Read the record at ``key`` and :func:`normalise` it by the kind its key names.
+
+    Raises
+    ------
+    ValueError
+        If ``key`` is not a record key of the layout.
+    imaging_lib.errors.MissingRecord
+        If it does not exist.
+    imaging_lib.errors.UnreadableRecord
+        If it is not a JSON object.
+    """
+    from ..errors import UnreadableRecord
+
+    parsed = layout.parse(key)
+    if parsed is None or parsed.kind not in layout.RECORD_KINDS:
+        raise ValueError(f"{key!r} is not a record key")
+    data = store.read_json(key)
+    if not isinstance(data, dict):
+        raise UnreadableRecord(key, "not a JSON object")
+    return normalise(parsed.kind, data)
