@@ -9,6 +9,9 @@ from __future__ import annotations
 __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_KEY_LENGTH",
+    "MODEL_INPUT_MAX_VALUES",
+    "MODEL_SPEC_MAX_BYTES",
+    "MODEL_WEIGHTS_MAX_BYTES",
     "SECRET_MIN_BYTES",
     "UPLOAD_LIMIT_BYTES",
     "WEBSOCKET_MAX_MESSAGE_SIZE",
@@ -28,3 +31,12 @@ MAX_KEY_LENGTH = 1024
 
 SECRET_MIN_BYTES = 16
 """Shortest de-identification key accepted."""
+
+MODEL_SPEC_MAX_BYTES = 1024**2
+"""Largest model spec (JSON) read: 1 MiB."""
+
+MODEL_WEIGHTS_MAX_BYTES = 2 * 1024**3
+"""Largest model weights file read: 2 GiB."""
+
+MODEL_INPUT_MAX_VALUES = 16 * 1024**2
+"""Most values (channels x height x width) one model input may have: 16 Mi (64 MiB as float32)."""
