@@ -439,7 +439,7 @@ def explain_slice(
         probability=float(lime_result.sample_probabilities[0, label_index]),
         provenance={
             "model_id": model.model_id,
-            "model_sha256": model.sha256,
+            "model_sha256": model.checksum,
             "num_samples": num_samples,
             "random_state": random_state if isinstance(random_state, (int, type(None))) else "RandomState",
             "segmentation": segmentation,

@@ -247,7 +247,7 @@ def predict(
         threshold=threshold,
         class_names=model.spec.class_names,
         model_id=model.model_id,
-        model_sha256=model.sha256,
+        model_sha256=model.checksum,
         model_uri=model.uri,
         metadata={k: metadata.get(k) for k in ("study_uid", "series_uid", "patient_id", "modality")},
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
