@@ -7,6 +7,7 @@ it raises a typed error naming the file (see :mod:`imaging_lib.errors`).
 from __future__ import annotations
 
 __all__ = [
+    "DASHBOARD_TOKEN_MIN_LENGTH",
     "MAX_IMAGE_BYTES",
     "MAX_KEY_LENGTH",
     "MODEL_INPUT_MAX_VALUES",
@@ -31,6 +32,9 @@ MAX_KEY_LENGTH = 1024
 
 SECRET_MIN_BYTES = 16
 """Shortest de-identification key accepted."""
+
+DASHBOARD_TOKEN_MIN_LENGTH = 16
+"""Shortest dashboard token accepted on an address other machines can reach."""
 
 MODEL_SPEC_MAX_BYTES = 1024**2
 """Largest model spec (JSON) read: 1 MiB."""
