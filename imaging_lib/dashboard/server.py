@@ -133,7 +133,7 @@ def voila_argv(
     ip: str = DEFAULT_IP,
     python: str = sys.executable,
     cull_idle_seconds: int = KERNEL_CULL_IDLE_SECONDS,
-    max_kernels: int = 32,
+    max_kernels: int | None = None,
     allowed_hosts: Sequence[str] = (),
 ) -> list[str]:
     """Return the command line that serves ``apps`` with the dashboards' Voilà.
@@ -152,8 +152,8 @@ def voila_argv(
         Interpreter that runs :mod:`imaging_lib.dashboard.voila_app` (its kernels run the same environment).
     cull_idle_seconds : int
         Idle seconds after which a kernel with no page connected is shut down.
-    max_kernels : int
-        Most kernels alive at once; a visitor over it gets a 503 page.
+    max_kernels : int, optional
+        Most kernels alive at once (a visitor over it gets a 503 page); default :func:`read_max_kernels`.
     allowed_hosts : sequence of str
         Extra host names to answer to (a reverse proxy's public name).
 
@@ -161,6 +161,8 @@ def voila_argv(
     -------
     list of str
     """
+    if max_kernels is None:
+        max_kernels = read_max_kernels()
     tornado_settings = {"websocket_max_message_size": WEBSOCKET_MAX_MESSAGE_SIZE}
     return [
         python,

@@ -64,7 +64,9 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     in its place.
     """
 
-    max_kernels = Integer(32, config=True, help="Most kernels alive (or starting) at once.")
+    max_kernels = Integer(
+        int(str(settings.DASHBOARD_MAX_KERNELS.default)), config=True, help="Most kernels alive (or starting) at once."
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
