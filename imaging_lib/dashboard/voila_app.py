@@ -127,7 +127,7 @@ class ForeignRequestHandler(web.RequestHandler):
 
 
 def _origin_pattern(names: list[str]) -> str:
-    return r"https?://(" + "|".join(re.escape(name.lower()) for name in names) + r")(:\d+)?"
+    return r"https?://(" + "|".join(re.escape(name) for name in names) + r")(:\d+)?$"
 
 
 class DashboardVoila(Voila):
@@ -157,8 +157,8 @@ class DashboardVoila(Voila):
         router = app.default_router
         guard = Rule(_RefusedHostOrOrigin(hosts), ForeignRequestHandler)
         router.rules.insert(0, router.process_rule(guard))
-        if self.allowed_hosts:
-            app.settings["allow_origin_pat"] = _origin_pattern(list(self.allowed_hosts))
+        if hosts.proxies:  # jupyter_server's own websocket Origin check must agree
+            app.settings["allow_origin_pat"] = _origin_pattern(sorted(hosts.proxies))
         app.settings["static_path"] = DEFAULT_STATIC_FILES_PATH
         app.settings["static_url_prefix"] = url_path_join(self.server_url or self.base_url, "voila/static/")
         self.kernel_manager.hidden_token = self.identity_provider.token
