@@ -143,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         "dashboard", help="serve the Voila dashboards behind a token and print the URL", parents=[store]
     )
     dashboard.add_argument("--port", type=int, default=8866, help="TCP port (default 8866)")
-    dashboard.add_argument("--ip", default="127.0.0.1", help="address to bind (a token is required off loopback)")
+    dashboard.add_argument(
+        "--ip",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; requests must name it or an allowed host)",
+    )
     dashboard.set_defaults(func=_cmd_dashboard)
 
     demo = commands.add_parser(

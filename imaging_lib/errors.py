@@ -97,7 +97,7 @@ class ReportFailed(ImagingError):
 
 
 class InsecureServing(ImagingError):
-    """A server would be reachable from other machines without authentication."""
+    """A server would be reachable from other machines without strong enough authentication (a short token)."""
 
 
 class MissingRecord(ImagingError, KeyError):

@@ -7,8 +7,12 @@ it raises a typed error naming the file (see :mod:`imaging_lib.errors`).
 from __future__ import annotations
 
 __all__ = [
+    "DASHBOARD_TOKEN_MIN_LENGTH",
     "MAX_IMAGE_BYTES",
     "MAX_KEY_LENGTH",
+    "MODEL_INPUT_MAX_VALUES",
+    "MODEL_SPEC_MAX_BYTES",
+    "MODEL_WEIGHTS_MAX_BYTES",
     "SECRET_MIN_BYTES",
     "UPLOAD_LIMIT_BYTES",
     "WEBSOCKET_MAX_MESSAGE_SIZE",
@@ -28,3 +32,15 @@ MAX_KEY_LENGTH = 1024
 
 SECRET_MIN_BYTES = 16
 """Shortest de-identification key accepted."""
+
+DASHBOARD_TOKEN_MIN_LENGTH = 16
+"""Shortest dashboard token accepted on an address other machines can reach."""
+
+MODEL_SPEC_MAX_BYTES = 1024**2
+"""Largest model spec (JSON) read: 1 MiB."""
+
+MODEL_WEIGHTS_MAX_BYTES = 2 * 1024**3
+"""Largest model weights file read: 2 GiB."""
+
+MODEL_INPUT_MAX_VALUES = 16 * 1024**2
+"""Most values (channels x height x width) one model input may have: 16 Mi (64 MiB as float32)."""

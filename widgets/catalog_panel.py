@@ -108,7 +108,7 @@ def prediction_html(result: Mapping[str, Any] | None) -> str:
         ("Probability", f"{100 * float(result['probability']):.1f} %"),
         ("Most suspicious slice", str(result.get("most_suspicious_slice", "–"))),
         ("Model", html.escape(str(result.get("model_id", "–")))),
-        ("Model SHA-256", f"<code>{html.escape(str(result.get('model_sha256', ''))[:16])}…</code>"),
+        ("Model checksum", f"<code>{html.escape(str(result.get('model_checksum', ''))[:16])}…</code>"),
         ("Library version", html.escape(str(provenance.get("library_version", "–")))),
         ("Computed", html.escape(str(provenance.get("created_at", "–")))),
         ("Parameters", html.escape(", ".join(f"{name}={value}" for name, value in sorted(params.items())))),

@@ -1,12 +1,16 @@
 """Serve the Voilà dashboards of ``imaging_lib/dashboard/apps/`` behind a token.
 
-``imaging-lab dashboard`` runs the standalone ``voila`` server (a jupyter_server 2
-application) on the dashboards folder. Voilà 0.5 takes its token as ``--token=...``
-(``Voila.token``, handed to jupyter_server's ``IdentityProvider``); with a token set every
-page, ``/voila/render/...``, ``/api/kernels/<id>`` and the kernel websockets answer only
-to requests that carry it (pages redirect to ``/login``, APIs answer 403). The token is
-random unless ``IMAGING_DASHBOARD_TOKEN`` is set; an empty ``IMAGING_DASHBOARD_TOKEN``
-turns authentication off, which is only allowed on a loopback address.
+``imaging-lab dashboard`` runs Voilà 0.5 (a jupyter_server 2 application) on the dashboards
+folder through :mod:`imaging_lib.dashboard.voila_app`, which hardens it: with the token every
+page, ``/voila/render/...``, ``/api/kernels/<id>`` and the kernel websockets answer only to
+requests that carry it (pages redirect to ``/login``, APIs answer 403); requests whose
+``Host`` or ``Origin`` is not the served address (DNS rebinding, other sites) get 403; and at
+most ``max_kernels`` kernels live at once (a visitor over the cap gets a 503 "busy" page).
+
+There is always a token: ``IMAGING_DASHBOARD_TOKEN`` if set and not empty, else a random one,
+printed once with the URL. It reaches the Voilà process through its environment, never its
+command line, and that process removes it before any kernel starts. Off loopback a token
+shorter than :data:`~imaging_lib.limits.DASHBOARD_TOKEN_MIN_LENGTH` is refused.
 
 Uploads reach the kernel as one websocket message, so tornado's
 ``websocket_max_message_size`` (10 MiB by default) is raised to :data:`UPLOAD_LIMIT_BYTES`
@@ -22,7 +26,6 @@ idle seconds instead; kernels with an open page are never culled.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import secrets
@@ -33,13 +36,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 from .. import settings
 from ..errors import ImagingError, InsecureServing
-from ..limits import UPLOAD_LIMIT_BYTES, WEBSOCKET_MAX_MESSAGE_SIZE
+from ..limits import DASHBOARD_TOKEN_MIN_LENGTH, UPLOAD_LIMIT_BYTES, WEBSOCKET_MAX_MESSAGE_SIZE
+from .hosts import is_loopback, parse_host_list
 
 __all__ = [
     "DEFAULT_IP",
@@ -52,7 +56,8 @@ __all__ = [
     "apps_dir",
     "dashboard_env",
     "dashboard_url",
-    "is_loopback",
+    "read_allowed_hosts",
+    "read_max_kernels",
     "resolve_token",
     "serve_dashboard",
     "start_dashboard",
@@ -65,6 +70,7 @@ TOKEN_ENV = settings.DASHBOARD_TOKEN.name
 STORE_ENV = settings.STORE.name
 KERNEL_CULL_IDLE_SECONDS = 300
 """Idle seconds after which a dashboard kernel with no page connected is shut down."""
+WILDCARD_IPS = ("", "0.0.0.0", "::")
 
 
 def apps_dir() -> Path:
@@ -72,52 +78,51 @@ def apps_dir() -> Path:
     return Path(__file__).resolve().parent / "apps"
 
 
-def is_loopback(ip: str) -> bool:
-    """Return whether ``ip`` only accepts connections from this machine.
-
-    Parameters
-    ----------
-    ip : str
-        An IPv4/IPv6 address or ``"localhost"``; ``""`` and ``"0.0.0.0"`` mean every
-        interface and are not loopback.
-    """
-    if ip == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(ip.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def resolve_token(token: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """Return the token to serve with: ``token``, else ``$IMAGING_DASHBOARD_TOKEN``, else random.
+
+    An empty token counts as none: there is no way to serve without a token.
 
     Parameters
     ----------
     token : str, optional
-        An explicit token; ``""`` means no authentication.
+        An explicit token.
     environ : mapping, optional
         Where to look for ``IMAGING_DASHBOARD_TOKEN`` (default ``os.environ``).
 
     Returns
     -------
     str
-        The token, or ``""`` when authentication was explicitly turned off.
+        A non-empty token.
     """
-    if token is not None:
-        return token
-    environ = os.environ if environ is None else environ
-    if TOKEN_ENV in environ:
-        return environ[TOKEN_ENV]
-    return secrets.token_urlsafe(32)
+    return token or settings.read(settings.DASHBOARD_TOKEN, environ) or secrets.token_urlsafe(32)
 
 
-def _check_secure(ip: str, token: str) -> None:
-    if not token and not is_loopback(ip):
+def read_allowed_hosts(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Return the extra host names of ``IMAGING_DASHBOARD_ALLOWED_HOSTS`` (a reverse proxy's)."""
+    return parse_host_list(settings.read(settings.DASHBOARD_ALLOWED_HOSTS, environ))
+
+
+def read_max_kernels(environ: Mapping[str, str] | None = None) -> int:
+    """Return the cap on live dashboard kernels from ``IMAGING_DASHBOARD_MAX_KERNELS``.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a positive integer.
+    """
+    value = str(settings.read(settings.DASHBOARD_MAX_KERNELS, environ))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{settings.DASHBOARD_MAX_KERNELS.name} must be a positive integer, not {value!r}")
+    return int(value)
+
+
+def _check_token(ip: str, token: str) -> None:
+    if not is_loopback(ip) and len(token) < DASHBOARD_TOKEN_MIN_LENGTH:
         raise InsecureServing(
             ip,
-            "refusing to serve the dashboards on a non-loopback address without a token; "
-            f"unset {TOKEN_ENV} (a random token is made) or set it to a secret",
+            f"refusing to serve the dashboards on an address other machines reach with a token shorter than "
+            f"{DASHBOARD_TOKEN_MIN_LENGTH} characters; unset {TOKEN_ENV} (a random token is made) or set a longer one",
         )
 
 
@@ -126,54 +131,62 @@ def voila_argv(
     *,
     port: int = DEFAULT_PORT,
     ip: str = DEFAULT_IP,
-    token: str,
     python: str = sys.executable,
     cull_idle_seconds: int = KERNEL_CULL_IDLE_SECONDS,
+    max_kernels: int | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> list[str]:
-    """Return the command line that serves ``apps`` with Voilà.
+    """Return the command line that serves ``apps`` with the dashboards' Voilà.
+
+    The token is not on it: pass it in the environment (see :func:`dashboard_env`).
 
     Parameters
     ----------
     apps : path
-        Folder of dashboard notebooks (Voilà serves its tree and renders each notebook).
+        Folder of dashboard notebooks (Voilà serves its tree and renders each notebook), or one notebook.
     port : int
         TCP port; Voilà does not move to another port if it is taken.
     ip : str
-        Address to bind.
-    token : str
-        Token every request must carry; ``""`` only on a loopback ``ip``.
+        Address to bind; requests must name it (or one of ``allowed_hosts``) in their Host header.
     python : str
-        Interpreter whose ``voila`` module runs (its kernels run the same environment).
+        Interpreter that runs :mod:`imaging_lib.dashboard.voila_app` (its kernels run the same environment).
     cull_idle_seconds : int
         Idle seconds after which a kernel with no page connected is shut down.
+    max_kernels : int, optional
+        Most kernels alive at once (a visitor over it gets a 503 page); default :func:`read_max_kernels`.
+    allowed_hosts : sequence of str
+        Extra host names to answer to (a reverse proxy's public name).
 
     Returns
     -------
     list of str
-
-    Raises
-    ------
-    InsecureServing
-        If ``token`` is empty and ``ip`` is not a loopback address.
     """
-    _check_secure(ip, token)
+    if max_kernels is None:
+        max_kernels = read_max_kernels()
     tornado_settings = {"websocket_max_message_size": WEBSOCKET_MAX_MESSAGE_SIZE}
     return [
         python,
         "-m",
-        "voila",
+        "imaging_lib.dashboard.voila_app",
         os.fspath(apps),
         "--no-browser",
         f"--port={port}",
         "--Voila.port_retries=0",
         f"--Voila.ip={ip}",
-        f"--token={token}",
         f"--Voila.tornado_settings={json.dumps(tornado_settings)}",
         "--VoilaConfiguration.file_allowlist=[]",
+        *(f"--DashboardVoila.allowed_hosts={name}" for name in allowed_hosts),
+        f"--DashboardKernelManager.max_kernels={max_kernels}",
         f"--MappingKernelManager.cull_idle_timeout={cull_idle_seconds}",
         f"--MappingKernelManager.cull_interval={max(1, min(60, cull_idle_seconds // 2))}",
         "--MappingKernelManager.cull_connected=False",
     ]
+
+
+def _url_host(ip: str) -> str:
+    """The host part of a URL to a server bound to ``ip`` (a wildcard: this machine's name)."""
+    host = socket.gethostname() if ip in WILDCARD_IPS else ip
+    return f"[{host}]" if ":" in host else host
 
 
 def dashboard_url(ip: str, port: int, token: str, path: str = "") -> str:
@@ -182,22 +195,24 @@ def dashboard_url(ip: str, port: int, token: str, path: str = "") -> str:
     Parameters
     ----------
     ip, port : str, int
-        Where the server listens.
+        Where the server listens (a wildcard address gives this machine's host name).
     token : str
-        The server's token (``""`` for none).
+        The server's token (``""``: the URL without it).
     path : str
         Path under the server root, e.g. ``"voila/render/studies.ipynb"``.
     """
-    host = f"[{ip}]" if ":" in ip else ip
-    url = f"http://{host}:{port}/{path.lstrip('/')}"
+    url = f"http://{_url_host(ip)}:{port}/{path.lstrip('/')}"
     return f"{url}?token={quote(token)}" if token else url
 
 
-def dashboard_env(store_url: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment of the Voilà process and its kernels.
+def dashboard_env(
+    store_url: str | None = None, environ: Mapping[str, str] | None = None, *, token: str
+) -> dict[str, str]:
+    """Return the environment of the Voilà process (its kernels get it without the token).
 
     The store is made absolute because Voilà starts each kernel in its notebook's folder.
-    ``IMAGING_DASHBOARD_TOKEN`` is removed so notebooks never see the token.
+    ``IMAGING_DASHBOARD_TOKEN`` carries the token to the Voilà process, which removes it
+    from its environment before starting kernels, so notebooks never see it.
 
     Parameters
     ----------
@@ -205,13 +220,15 @@ def dashboard_env(store_url: str | None = None, environ: Mapping[str, str] | Non
         Store of the dashboards; default ``$IMAGING_STORE`` or ``./data/store``.
     environ : mapping, optional
         Environment to start from (default ``os.environ``).
+    token : str
+        The dashboards' token.
     """
     env = dict(os.environ if environ is None else environ)
     store = store_url or str(settings.read(settings.STORE, env))
     if "://" not in store:
         store = str(Path(store).resolve())
     env[STORE_ENV] = store
-    env.pop(TOKEN_ENV, None)
+    env[TOKEN_ENV] = token
     return env
 
 
@@ -223,12 +240,12 @@ def _free_port(ip: str) -> int:
 
 
 class DashboardServer:
-    """A running Voilà process: its URL, token and process handle.
+    """A running dashboards' Voilà process: its URL, token and process handle.
 
     Parameters
     ----------
     process : subprocess.Popen
-        The ``voila`` process.
+        The Voilà process.
     ip, port, token : str, int, str
         Where it listens and the token it asks for.
     """
@@ -252,7 +269,8 @@ class DashboardServer:
             If the process exits or does not answer within ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        probe = self.url("voila/static/voila.js", with_token=False)
+        local = "127.0.0.1" if self.ip in WILDCARD_IPS else self.ip
+        probe = dashboard_url(local, self.port, "", "voila/static/voila.js")
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ImagingError(self.url(with_token=False), f"voila exited with code {self.process.returncode}")
@@ -286,6 +304,8 @@ def start_dashboard(
     environ: Mapping[str, str] | None = None,
     output: int | None = None,
     cull_idle_seconds: int = KERNEL_CULL_IDLE_SECONDS,
+    max_kernels: int | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> DashboardServer:
     """Start Voilà on the dashboards and return once it answers.
 
@@ -302,11 +322,15 @@ def start_dashboard(
     store_url : str, optional
         See :func:`dashboard_env`.
     environ : mapping, optional
-        Base environment of the server and its kernels.
+        Base environment of the server and its kernels; the settings are read from it too.
     output : int, optional
         Where the server's log goes (``subprocess.DEVNULL``, a file descriptor); default inherited.
     cull_idle_seconds : int
         See :func:`voila_argv`.
+    max_kernels : int, optional
+        Most kernels alive at once; default :func:`read_max_kernels`.
+    allowed_hosts : sequence of str, optional
+        Extra host names to answer to; default :func:`read_allowed_hosts`.
 
     Returns
     -------
@@ -315,17 +339,23 @@ def start_dashboard(
     Raises
     ------
     InsecureServing
-        If there is no token and ``ip`` is not loopback.
+        If ``ip`` is not loopback and the token is short.
     ImagingError
         If the server exits or does not answer.
     """
     token = resolve_token(token, environ)
-    _check_secure(ip, token)
+    _check_token(ip, token)
     port = port or _free_port(ip)
-    argv = voila_argv(apps or apps_dir(), port=port, ip=ip, token=token, cull_idle_seconds=cull_idle_seconds)
-    process = subprocess.Popen(
-        argv, env=dashboard_env(store_url, environ), stdout=output, stderr=output, start_new_session=True
+    argv = voila_argv(
+        apps or apps_dir(),
+        port=port,
+        ip=ip,
+        cull_idle_seconds=cull_idle_seconds,
+        max_kernels=read_max_kernels(environ) if max_kernels is None else max_kernels,
+        allowed_hosts=read_allowed_hosts(environ) if allowed_hosts is None else allowed_hosts,
     )
+    env = dashboard_env(store_url, environ, token=token)
+    process = subprocess.Popen(argv, env=env, stdout=output, stderr=output, start_new_session=True)
     server = DashboardServer(process, ip, port, token)
     try:
         server.wait_ready()

@@ -77,7 +77,12 @@ def pipeline_params(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def process_study(
-    study_uid: str, store_url: str | Store, model_uri: str, params: Mapping[str, Any] | None = None
+    study_uid: str,
+    store_url: str | Store,
+    model_uri: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    model_checksum: str,
 ) -> dict[str, Any]:
     """Predict and explain one stored study; write its heat map and result record.
 
@@ -91,6 +96,9 @@ def process_study(
         The model (see :func:`imaging_lib.models.load_model`); loaded once per process.
     params : mapping, optional
         See :data:`DEFAULT_PARAMS`.
+    model_checksum : str
+        The model's checksum as the driver verified it (:attr:`~imaging_lib.models.LoadedModel.checksum`);
+        the model loads only if its spec and weights still have it.
 
     Returns
     -------
@@ -104,10 +112,12 @@ def process_study(
         If the study or its volume is not in the store.
     imaging_lib.errors.UnreadableImage
         If the stored volume is not readable NIfTI.
+    imaging_lib.errors.ModelChecksumMismatch
+        If no checksum is given, or the model's spec or weights changed since it was verified.
     ValueError
         If ``params`` is invalid.
     """
-    from ..models import load_model
+    from ..models import load_pinned_model
     from ..science.explain import explain_slice
     from ..science.inference import predict
     from ..store.objects import Store
@@ -116,7 +126,7 @@ def process_study(
     store = store_url if isinstance(store_url, Store) else Store(store_url)
     study = records.read_record(store, layout.study_record_key(study_uid))
     volume = store.read_volume(study["volume_key"])
-    model = load_model(model_uri)
+    model = load_pinned_model(model_uri, model_checksum)
     prediction = predict(volume, model, batch_size=resolved["batch_size"])
     explanation = explain_slice(
         volume,
@@ -149,12 +159,12 @@ def process_study(
     }
 
 
-def studies_with_result(store: Store, study_uids: Sequence[str], model_id: str, model_sha256: str) -> set[str]:
+def studies_with_result(store: Store, study_uids: Sequence[str], model_id: str, model_checksum: str) -> set[str]:
     """The studies whose result of this model (id *and* checksum) is stored; see
     :meth:`imaging_lib.store.catalog.Catalog.studies_with_result`."""
     from ..store.catalog import Catalog
 
-    return Catalog(store).studies_with_result(model_id, model_sha256, study_uids)
+    return Catalog(store).studies_with_result(model_id, model_checksum, study_uids)
 
 
 def resolve_study_uids(study_uids: Sequence[str] | str, store: Store) -> list[str]:
@@ -218,12 +228,14 @@ def run_batch(
     resolved = pipeline_params(params)
     study_uids = resolve_study_uids(study_uids, store)
     model = load_model(model_uri)
-    done = studies_with_result(store, study_uids, model.model_id, model.sha256) if resume else set()
-    task = functools.partial(process_study, store_url=store, model_uri=model_uri, params=resolved)
+    done = studies_with_result(store, study_uids, model.model_id, model.checksum) if resume else set()
+    task = functools.partial(
+        process_study, store_url=store, model_uri=model_uri, params=resolved, model_checksum=model.checksum
+    )
     meta = {
         "model_uri": model_uri,
         "model_id": model.model_id,
-        "model_sha256": model.sha256,
+        "model_checksum": model.checksum,
         "pipeline": resolved,
         "store": store.url,
     }

@@ -1,29 +1,39 @@
-"""Models named by URI: the shipped demo lesion model, loading with SHA-256 check and a per-process cache.
+"""Models named by URI: the shipped demo lesion model, verified loading, and the builders specs may name.
 
 ``load_model(DEMO_MODEL_URI)`` returns the small CNN shipped in this folder
 (``demo_lesion_cnn.pt`` with its spec ``demo_lesion_cnn.json``; see ``MODEL_CARD.md``).
-Any TorchScript or state-dict model with such a spec loads the same way from a path or
-an fsspec URL (``gs://...``). :mod:`imaging_lib.models.training` reproduces the weights.
+Any state-dict model whose spec names a registered builder (:mod:`.builders`) loads the
+same way from a path or an fsspec URL (``gs://...``); a TorchScript archive loads only
+when the caller trusts it. A model's identity, :attr:`LoadedModel.checksum`, covers its
+spec and its weights; workers load only by ``(uri, checksum)`` (:func:`load_pinned_model`).
+:mod:`imaging_lib.models.training` reproduces the demo weights.
 """
 
+from .builders import ENTRY_POINT_GROUP, builder, builder_names, register_builder
 from .loading import (
     DEMO_MODEL_URI,
     LoadedModel,
-    ModelSpec,
     clear_model_cache,
     load_counts,
     load_model,
+    load_pinned_model,
     read_spec,
-    sha256_hex,
 )
+from .spec import ModelSpec, model_checksum, sha256_hex
 
 __all__ = [
     "DEMO_MODEL_URI",
+    "ENTRY_POINT_GROUP",
     "LoadedModel",
     "ModelSpec",
+    "builder",
+    "builder_names",
     "clear_model_cache",
     "load_counts",
     "load_model",
+    "load_pinned_model",
+    "model_checksum",
     "read_spec",
+    "register_builder",
     "sha256_hex",
 ]

@@ -1,182 +1,73 @@
-"""Load a model named by URI, check its SHA-256, and keep it once per process.
+"""Load a model named by URI, verify its checksum, and keep it once per process.
 
-A model is two files: weights (a torch state dict or a TorchScript archive) and a small
-JSON spec beside them (input size, channels, class names, preprocessing, the weights'
-SHA-256, and for a state dict the architecture to build). A URI names either file:
+A model is two files: weights (a torch state dict, or a TorchScript archive) and a small
+JSON spec beside them (:class:`~imaging_lib.models.spec.ModelSpec`). A URI names either file:
 
 * ``package://NAME``: a model shipped inside this package (``imaging_lib/models/NAME.json``),
   e.g. :data:`DEMO_MODEL_URI`;
 * a local path (``/models/my_model.json``, or ``/models/my_model.pt`` with
-  ``my_model.json`` beside it);
-* any fsspec URL: ``gs://bucket/models/my_model.json`` (gcsfs), ``file://...``, ``memory://...``.
+  ``my_model.json`` beside it), or a ``file://`` URL of one;
+* any other fsspec URL: ``gs://bucket/models/my_model.json`` (gcsfs), ``memory://...``.
 
-:func:`load_model` caches per process and per URI, so a Dask worker that runs a
-thousand tasks loads once; :func:`load_counts` tells how many loads happened here.
+The spec is data, often from a store that others can write, so loading never runs code
+it names:
+
+* a state dict is read with ``torch.load(weights_only=True)`` into a module made by a
+  registered builder (:mod:`imaging_lib.models.builders`); nothing is imported by name;
+* a TorchScript archive is a program, so it loads only when the *caller* passes
+  ``trust_torchscript=True`` (a spec cannot ask for it);
+* the weights resolve inside the spec's folder only (no absolute path, URL or ``..``;
+  for a local folder, no symlink leading out of it), and are read within
+  :data:`~imaging_lib.limits.MODEL_WEIGHTS_MAX_BYTES`;
+* the spec must pin the weights' SHA-256, and the model's identity,
+  :attr:`LoadedModel.checksum`, covers the spec and the weights together
+  (:func:`~imaging_lib.models.spec.model_checksum`).
+
+A driver verifies a model once with :func:`load_model`; the workers get the pair
+``(uri, checksum)`` (a :class:`LoadedModel` pickles as that pair) and
+:func:`load_pinned_model` refuses a spec or weights that no longer have that checksum.
+Models are cached per process and URI; :func:`load_counts` tells how many real loads
+happened here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import io
 import json
 import posixpath
 import threading
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import torch
 from torch import nn
 
 from ..errors import InvalidModelOutput, InvalidModelSpec, ModelChecksumMismatch, ModelNotFound
-from .lesion_cnn import LesionCNN
+from ..limits import MODEL_SPEC_MAX_BYTES, MODEL_WEIGHTS_MAX_BYTES
+from .builders import builder
+from .spec import ModelSpec, is_sha256_hex, model_checksum, sha256_hex
 
 __all__ = [
-    "ARCHITECTURES",
     "DEMO_MODEL_URI",
     "LoadedModel",
-    "ModelSpec",
     "clear_model_cache",
     "load_counts",
     "load_model",
+    "load_pinned_model",
     "read_spec",
-    "sha256_hex",
 ]
 
 DEMO_MODEL_URI = "package://demo_lesion_cnn"
 PACKAGE_SCHEME = "package://"
 
-#: Architectures a state-dict spec can name by short name; any other name is read as
-#: ``"package.module:ClassName"`` and imported.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"lesion_cnn": LesionCNN}
-
-_REQUIRED = ("name", "format", "weights", "input_size", "channels", "class_names")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model expects and returns, read from its JSON spec.
-
-    Attributes
-    ----------
-    name : str
-        Short name, used in the model id.
-    format : str
-        ``"state_dict"`` or ``"torchscript"``.
-    weights : str
-        The weights file, relative to the spec's folder or an absolute path/URL.
-    input_size : tuple of int
-        ``(height, width)`` of the model input.
-    channels : int
-        Input channels (3 for grey replicated to RGB).
-    class_names : tuple of str
-        One name per output logit.
-    positive_class : str
-        The class whose probability is the study's score (default: the last).
-    preprocessing : dict
-        Arguments of :func:`imaging_lib.science.preprocess.window_for` plus ``slice_axis``.
-    sha256 : str or None
-        Expected SHA-256 of the weights file (hex).
-    architecture : str or None
-        For a state dict: a key of :data:`ARCHITECTURES` or ``"module:Class"``.
-    architecture_params : dict
-        Keyword arguments of the architecture.
-    batch_size : int
-        Slices per forward pass that ran fastest on CPU.
-    metrics : dict
-        Held-out metrics recorded at training time (informative only).
-    """
-
-    name: str
-    format: str
-    weights: str
-    input_size: tuple[int, int]
-    channels: int
-    class_names: tuple[str, ...]
-    positive_class: str
-    preprocessing: dict[str, Any] = field(default_factory=dict)
-    sha256: str | None = None
-    architecture: str | None = None
-    architecture_params: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 10
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<spec>") -> ModelSpec:
-        """Build a spec from its JSON form.
-
-        Raises
-        ------
-        InvalidModelSpec
-            If a required field is missing or a value has the wrong form.
-        """
-        missing = [key for key in _REQUIRED if key not in data]
-        if missing:
-            raise InvalidModelSpec(source, f"the model spec lacks {', '.join(missing)}")
-        if data["format"] not in ("state_dict", "torchscript"):
-            raise InvalidModelSpec(source, f"format must be 'state_dict' or 'torchscript', not {data['format']!r}")
-        if data["format"] == "state_dict" and not data.get("architecture"):
-            raise InvalidModelSpec(source, "a state-dict model needs an 'architecture' in its spec")
-        size = tuple(int(v) for v in data["input_size"])
-        classes = tuple(str(c) for c in data["class_names"])
-        if len(size) != 2 or min(size) < 1:
-            raise InvalidModelSpec(source, f"input_size must be [height, width], got {data['input_size']}")
-        if len(classes) < 2:
-            raise InvalidModelSpec(source, f"a classifier needs at least 2 class names, got {list(classes)}")
-        positive = str(data.get("positive_class", classes[-1]))
-        if positive not in classes:
-            raise InvalidModelSpec(source, f"positive_class {positive!r} is not one of {list(classes)}")
-        return cls(
-            name=str(data["name"]),
-            format=str(data["format"]),
-            weights=str(data["weights"]),
-            input_size=(size[0], size[1]),
-            channels=int(data["channels"]),
-            class_names=classes,
-            positive_class=positive,
-            preprocessing=dict(data.get("preprocessing", {})),
-            sha256=data.get("sha256"),
-            architecture=data.get("architecture"),
-            architecture_params=dict(data.get("architecture_params", {})),
-            batch_size=int(data.get("batch_size", 10)),
-            metrics=dict(data.get("metrics", {})),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form of the spec."""
-        return {
-            "name": self.name,
-            "format": self.format,
-            "weights": self.weights,
-            "sha256": self.sha256,
-            "architecture": self.architecture,
-            "architecture_params": self.architecture_params,
-            "input_size": list(self.input_size),
-            "channels": self.channels,
-            "class_names": list(self.class_names),
-            "positive_class": self.positive_class,
-            "preprocessing": self.preprocessing,
-            "batch_size": self.batch_size,
-            "metrics": self.metrics,
-        }
-
-    def __getitem__(self, key: str) -> Any:
-        """Mapping-style access by the JSON field name, e.g. ``spec["input_size"]``."""
-        return self.to_dict()[key]
-
-    @property
-    def positive_index(self) -> int:
-        """Index of :attr:`positive_class` among the outputs."""
-        return self.class_names.index(self.positive_class)
-
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """A model ready for inference, with the facts that provenance records need.
+    """A verified model ready for inference, with the facts that provenance records need.
 
     Attributes
     ----------
@@ -186,22 +77,29 @@ class LoadedModel:
         The network, in eval mode (channels-last memory for state-dict models).
     spec : ModelSpec
         Its spec.
-    sha256 : str
-        SHA-256 of the weights file as read.
+    checksum : str
+        The model's identity: SHA-256 over its canonical spec and its weights' SHA-256.
+    weights_sha256 : str
+        SHA-256 of the weights file (as pinned in the spec).
+    trust_torchscript : bool
+        Whether the caller trusted a TorchScript archive (workers inherit that trust for
+        exactly this checksum).
     """
 
     uri: str
     module: nn.Module
     spec: ModelSpec
-    sha256: str
+    checksum: str
+    weights_sha256: str
+    trust_torchscript: bool = False
 
     @property
     def model_id(self) -> str:
-        """Stable, store-key-safe id: ``<name>-<first 12 hex digits of the SHA-256>``."""
-        return f"{self.spec.name}-{self.sha256[:12]}"
+        """Stable, store-key-safe id: ``<name>-<first 12 hex digits of the checksum>``."""
+        return f"{self.spec.name}-{self.checksum[:12]}"
 
-    def __reduce__(self):  # ship by URI: the receiving process loads (once) from its own cache
-        return (load_model, (self.uri, self.sha256))
+    def __reduce__(self):  # ship the verified pin; the receiver loads (once) and checks it
+        return (load_pinned_model, (self.uri, self.checksum, self.trust_torchscript))
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.model_id!r}, uri={self.uri!r})"
@@ -212,13 +110,18 @@ _LOAD_COUNTS: Counter[str] = Counter()
 _LOCK = threading.Lock()
 
 
-def sha256_hex(data: bytes) -> str:
-    """Return the SHA-256 of ``data`` as 64 hex digits."""
-    return hashlib.sha256(data).hexdigest()
+def _is_url(location: str) -> bool:
+    return "://" in location or "::" in location
 
 
-def _is_url(uri: str) -> bool:
-    return "://" in uri and not uri.startswith(PACKAGE_SCHEME)
+def _local_path(uri: str) -> str:
+    """The local path of a ``file://`` URL; any other URI unchanged."""
+    if not uri.startswith("file://"):
+        return uri
+    parsed = urlparse(uri)
+    if parsed.netloc not in ("", "localhost"):
+        raise ModelNotFound(uri, f"a file:// URL names a file on this machine, not on {parsed.netloc!r}")
+    return unquote(parsed.path)
 
 
 def _package_spec_path(uri: str) -> str:
@@ -231,34 +134,42 @@ def _package_spec_path(uri: str) -> str:
     return str(path)
 
 
-def _read(location: str, uri: str) -> bytes:
+def _spec_location(uri: str) -> str:
+    location = _package_spec_path(uri) if uri.startswith(PACKAGE_SCHEME) else _local_path(uri)
+    if location.endswith(".json"):
+        return location
+    stem = location.rsplit(".", 1)[0] if "." in posixpath.basename(location) else location
+    return stem + ".json"
+
+
+def _weights_location(spec_location: str, weights: str, uri: str) -> str:
+    """Where the weights are: inside the spec's folder, whatever symlinks say."""
+    if _is_url(spec_location):
+        return posixpath.join(posixpath.dirname(spec_location), weights)
+    folder = Path(spec_location).parent.resolve()
+    path = (folder / weights).resolve()
+    if not path.is_relative_to(folder):
+        raise InvalidModelSpec(uri, f"weights {weights!r} lead out of the model's folder (through a symlink)")
+    return str(path)
+
+
+def _read(location: str, uri: str, limit: int, what: str) -> bytes:
     try:
         if _is_url(location):
             import fsspec
 
             with fsspec.open(location, "rb") as handle:
-                return handle.read()
-        return Path(location).read_bytes()
+                data = handle.read(limit + 1)
+        else:
+            with open(location, "rb") as handle:
+                data = handle.read(limit + 1)
     except FileNotFoundError as exc:
-        raise ModelNotFound(uri, f"nothing at {location}") from exc
+        raise ModelNotFound(uri, f"no {what} at {location}") from exc
     except OSError as exc:
-        raise ModelNotFound(uri, f"cannot read {location}: {exc}") from exc
-
-
-def _sibling(location: str, name: str) -> str:
-    if _is_url(name) or posixpath.isabs(name) or Path(name).is_absolute():
-        return name
-    if _is_url(location):
-        return posixpath.join(posixpath.dirname(location), name)
-    return str(Path(location).parent / name)
-
-
-def _spec_location(uri: str) -> str:
-    location = _package_spec_path(uri) if uri.startswith(PACKAGE_SCHEME) else uri
-    if location.endswith(".json"):
-        return location
-    stem = location.rsplit(".", 1)[0] if "." in posixpath.basename(location) else location
-    return stem + ".json"
+        raise ModelNotFound(uri, f"cannot read the {what} at {location}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise InvalidModelSpec(uri, f"the {what} at {location} is larger than {limit} bytes")
+    return data
 
 
 def read_spec(uri: str) -> tuple[ModelSpec, str]:
@@ -269,10 +180,10 @@ def read_spec(uri: str) -> tuple[ModelSpec, str]:
     ModelNotFound
         If the spec file does not exist.
     InvalidModelSpec
-        If it is not JSON or lacks fields.
+        If it is not JSON, lacks fields, or names weights outside its folder.
     """
     location = _spec_location(uri)
-    raw = _read(location, uri)
+    raw = _read(location, uri, MODEL_SPEC_MAX_BYTES, "model spec")
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -280,37 +191,45 @@ def read_spec(uri: str) -> tuple[ModelSpec, str]:
     if not isinstance(data, dict):
         raise InvalidModelSpec(uri, f"the model spec {location} is not a JSON object")
     spec = ModelSpec.from_dict(data, uri)
-    return spec, _sibling(location, spec.weights)
+    return spec, _weights_location(location, spec.weights, uri)
 
 
-def _architecture(name: str, uri: str) -> type[nn.Module]:
-    if name in ARCHITECTURES:
-        return ARCHITECTURES[name]
-    module_name, _, class_name = name.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise InvalidModelSpec(
-            uri, f"architecture {name!r} is neither built in nor importable as module:Class"
-        ) from exc
-
-
-def _build(spec: ModelSpec, weights: bytes, uri: str) -> nn.Module:
-    if spec.format == "torchscript":
-        try:
-            return torch.jit.load(io.BytesIO(weights), map_location="cpu")
-        except RuntimeError as exc:
-            raise InvalidModelSpec(uri, f"the weights are not a TorchScript archive: {exc}") from exc
+def _state_dict_module(spec: ModelSpec, weights: bytes, uri: str) -> nn.Module:
     try:
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not a state dict
         raise InvalidModelSpec(uri, f"the weights are not a torch state dict: {exc}") from exc
-    module = _architecture(str(spec.architecture), uri)(**spec.architecture_params)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InvalidModelSpec(uri, "the weights are not a state dict of tensors")
+    make = builder(str(spec.architecture), uri)
     try:
+        # Build on the meta device first: the spec's parameters cannot make us allocate
+        # more than the weights hold, since shapes are checked before the real build.
+        with torch.device("meta"):
+            skeleton = make(**spec.architecture_params)
+        _check_module(skeleton, spec, uri)
+        skeleton.load_state_dict(state, strict=True, assign=True)
+        module = make(**spec.architecture_params)
         module.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError) as exc:
+    except InvalidModelSpec:
+        raise
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise InvalidModelSpec(uri, f"the weights do not fit architecture {spec.architecture!r}: {exc}") from exc
-    return module.to(memory_format=torch.channels_last)
+    return module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
+
+
+def _check_module(module: object, spec: ModelSpec, uri: str) -> None:
+    if not isinstance(module, nn.Module):
+        raise InvalidModelSpec(uri, f"the builder of {spec.architecture!r} returned {type(module).__name__}")
+
+
+def _build(spec: ModelSpec, weights: bytes, uri: str) -> nn.Module:
+    if spec.format == "state_dict":
+        return _state_dict_module(spec, weights, uri)
+    try:
+        return torch.jit.load(io.BytesIO(weights), map_location="cpu")
+    except RuntimeError as exc:
+        raise InvalidModelSpec(uri, f"the weights are not a TorchScript archive: {exc}") from exc
 
 
 def _check_outputs(module: nn.Module, spec: ModelSpec, uri: str) -> None:
@@ -318,7 +237,7 @@ def _check_outputs(module: nn.Module, spec: ModelSpec, uri: str) -> None:
     try:
         with torch.inference_mode():
             out = module(probe)
-    except Exception as exc:  # any failure of the user's forward on a well-formed input
+    except Exception as exc:  # any failure of the model's forward on a well-formed input
         raise InvalidModelSpec(uri, f"the model fails on a {tuple(probe.shape)} input: {exc}") from exc
     expected = (1, len(spec.class_names))
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
@@ -328,33 +247,53 @@ def _check_outputs(module: nn.Module, spec: ModelSpec, uri: str) -> None:
         )
 
 
-def _load_uncached(uri: str, sha256: str | None) -> LoadedModel:
+def _load_uncached(uri: str, checksum: str | None, trust_torchscript: bool) -> LoadedModel:
     spec, weights_location = read_spec(uri)
-    expected = sha256 or spec.sha256
-    if not expected:
-        raise InvalidModelSpec(uri, "no SHA-256 to check the weights against (give one in the spec or the call)")
-    weights = _read(weights_location, uri)
-    actual = sha256_hex(weights)
-    if actual != expected.lower():
+    if spec.format == "torchscript" and not trust_torchscript:
+        raise InvalidModelSpec(
+            uri,
+            "the spec names a TorchScript archive, which is a program; it loads only when the caller "
+            "vouches for it with trust_torchscript=True (a spec cannot)",
+        )
+    weights = _read(weights_location, uri, MODEL_WEIGHTS_MAX_BYTES, "weights")
+    if sha256_hex(weights) != spec.sha256:
         raise ModelChecksumMismatch(
-            uri, f"weights {weights_location} have SHA-256 {actual}, expected {expected.lower()}"
+            uri, f"the weights {spec.weights} do not have the SHA-256 their spec pins ({spec.sha256})"
+        )
+    identity = model_checksum(spec, spec.sha256)
+    if checksum is not None and identity != checksum:
+        raise ModelChecksumMismatch(
+            uri, f"the model's spec or weights changed since it was verified: its checksum is no longer {checksum}"
         )
     module = _build(spec, weights, uri).eval()
     _check_outputs(module, spec, uri)
-    return LoadedModel(uri=uri, module=module, spec=spec, sha256=actual)
+    return LoadedModel(uri, module, spec, identity, spec.sha256, spec.format == "torchscript")
 
 
-def load_model(uri: str = DEMO_MODEL_URI, sha256: str | None = None) -> LoadedModel:
-    """Return the model at ``uri``, loading it only the first time in this process.
+def _expected(checksum: Any, uri: str) -> str:
+    value = checksum.lower() if isinstance(checksum, str) else checksum
+    if not is_sha256_hex(value):
+        raise ModelChecksumMismatch(uri, "the expected model checksum must be 64 hex digits")
+    return str(value)
+
+
+def load_model(
+    uri: str = DEMO_MODEL_URI, checksum: str | None = None, *, trust_torchscript: bool = False
+) -> LoadedModel:
+    """Return the model at ``uri``, verified, loading it only the first time in this process.
 
     Parameters
     ----------
     uri : str
-        ``package://NAME``, a local path, or an fsspec URL (``gs://``, ``file://``,
+        ``package://NAME``, a local path or ``file://`` URL, or an fsspec URL (``gs://``,
         ``memory://``) naming the spec (``.json``) or the weights with the spec beside.
-    sha256 : str, optional
-        Expected SHA-256 of the weights; overrides the spec's. A cached model with another
-        checksum is not returned: the file is read and checked again.
+    checksum : str, optional
+        The model's expected :attr:`LoadedModel.checksum` (spec and weights). Given, a
+        model whose spec or weights differ is refused; a cached model with another
+        checksum is not returned: the files are read and checked again.
+    trust_torchscript : bool
+        Allow a TorchScript archive. It is a program: pass True only for archives you
+        would run as code. A spec cannot grant this.
 
     Returns
     -------
@@ -365,18 +304,56 @@ def load_model(uri: str = DEMO_MODEL_URI, sha256: str | None = None) -> LoadedMo
     ModelNotFound
         If the spec or the weights are missing.
     ModelChecksumMismatch
-        If the weights' SHA-256 differs from the expected one.
+        If the weights differ from the SHA-256 their spec pins, or the model from ``checksum``.
     InvalidModelSpec
-        If the spec is malformed or the weights do not fit it.
+        If the spec is malformed, names weights outside its folder, an unknown
+        architecture, or an untrusted TorchScript archive, or the weights do not fit it.
     InvalidModelOutput
         If the model does not return one logit per class name.
     """
+    expected = None if checksum is None else _expected(checksum, uri)
     with _LOCK:
         cached = _CACHE.get(uri)
-        if cached is None or (sha256 is not None and cached.sha256 != sha256.lower()):
-            cached = _CACHE[uri] = _load_uncached(uri, sha256)
+        if (
+            cached is None
+            or (expected is not None and cached.checksum != expected)
+            or (cached.trust_torchscript and not trust_torchscript)
+        ):
+            cached = _CACHE[uri] = _load_uncached(uri, expected, trust_torchscript)
             _LOAD_COUNTS[uri] += 1
         return cached
+
+
+def load_pinned_model(uri: str, checksum: str, trust_torchscript: bool = False) -> LoadedModel:
+    """Return the model at ``uri`` only if it still has the ``checksum`` a driver verified.
+
+    This is how a worker loads: it never decides by itself what to trust.
+
+    Parameters
+    ----------
+    uri : str
+        As for :func:`load_model`.
+    checksum : str
+        :attr:`LoadedModel.checksum` of the model as the driver verified it.
+    trust_torchscript : bool
+        Whether the driver's caller trusted this (TorchScript) model.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelChecksumMismatch
+        If no checksum is given, or the model's spec or weights no longer match it.
+    ModelNotFound, InvalidModelSpec, InvalidModelOutput
+        As for :func:`load_model`.
+    """
+    if not checksum:
+        raise ModelChecksumMismatch(
+            uri, "a worker loads only a model pinned by the checksum the driver verified, and none was given"
+        )
+    return load_model(uri, checksum, trust_torchscript=trust_torchscript)
 
 
 def load_counts() -> dict[str, int]:

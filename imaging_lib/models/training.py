@@ -31,7 +31,7 @@ from torch import nn
 from .. import sample_data
 from ..science.preprocess import apply_window, percentile_window, resize
 from .lesion_cnn import LesionCNN, fold_batch_norm, map_to_logits
-from .loading import ModelSpec, sha256_hex
+from .spec import ModelSpec, sha256_hex
 
 __all__ = [
     "HELDOUT_SEED",

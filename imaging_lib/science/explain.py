@@ -444,6 +444,6 @@ def explain_slice(
                 "segmentation_params": {**SEGMENTATIONS[segmentation], **(segmentation_params or {})},
             },
             model_id=model.model_id,
-            model_sha256=model.sha256,
+            model_checksum=model.checksum,
         ),
     )

@@ -167,7 +167,7 @@ class Prediction:
     threshold: float
     class_names: tuple[str, ...]
     model_id: str
-    model_sha256: str
+    model_checksum: str
     model_uri: str
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
@@ -186,7 +186,7 @@ class Prediction:
             "class_names": list(self.class_names),
             "threshold": float(self.threshold),
             "model_id": self.model_id,
-            "model_sha256": self.model_sha256,
+            "model_checksum": self.model_checksum,
             "model_uri": self.model_uri,
             "provenance": provenance(created_at=self.created_at),
         }
@@ -245,7 +245,7 @@ def predict(
         threshold=threshold,
         class_names=model.spec.class_names,
         model_id=model.model_id,
-        model_sha256=model.sha256,
+        model_checksum=model.checksum,
         model_uri=model.uri,
         metadata={k: metadata.get(k) for k in ("study_uid", "series_uid", "patient_id", "modality")},
         created_at=now(),

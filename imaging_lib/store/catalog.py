@@ -56,7 +56,7 @@ STUDY_COLUMNS = [
 RESULT_COLUMNS = [
     "study_uid",
     "model_id",
-    "model_sha256",
+    "model_checksum",
     "label",
     "probability",
     "most_suspicious_slice",
@@ -290,7 +290,7 @@ class Catalog:
         return max(found, key=lambda r: str(r.get("provenance", {}).get("created_at", "")), default=None)
 
     def studies_with_result(
-        self, model_id: str, model_sha256: str, study_uids: Iterable[str] | None = None
+        self, model_id: str, model_checksum: str, study_uids: Iterable[str] | None = None
     ) -> set[str]:
         """The studies that have a result of this model: its id *and* its checksum.
 
@@ -299,7 +299,7 @@ class Catalog:
 
         Parameters
         ----------
-        model_id, model_sha256 : str
+        model_id, model_checksum : str
             The model's identity.
         study_uids : iterable of str, optional
             Only these studies; default every study.
@@ -309,7 +309,7 @@ class Catalog:
             record["study_uid"]
             for record in self.records("result_record").values()
             if record.get("model_id") == model_id
-            and record.get("model_sha256") == model_sha256
+            and record.get("model_checksum") == model_checksum
             and (wanted is None or record.get("study_uid") in wanted)
         }
 

@@ -362,7 +362,7 @@ def quarantine_record(*, error: str, reason: str, content_digest: str | None, si
 
 # ---------------------------------------------------------------------------- reading
 _RENAMED = {  # old field name -> today's, per record kind (None: every kind)
-    None: {"patient_id": "patient_pseudonym", "params": "parameters"},
+    None: {"patient_id": "patient_pseudonym", "params": "parameters", "model_sha256": "model_checksum"},
     "result_record": {"heatmap_key": "explanation_key"},
     "segmentation_record": {"segmentation_key": "mask_key"},
     "quarantine_record": {"content_sha256": "content_digest"},

@@ -214,16 +214,17 @@ def start_voila(
     notebook = Path(notebook).resolve()
     root = notebook.parent if notebook.is_file() else notebook
     port, token = free_port(), secrets.token_hex(16)
-    from imaging_lib.dashboard.server import voila_argv  # the command line `imaging-lab dashboard` runs
+    from imaging_lib.dashboard.server import TOKEN_ENV, voila_argv  # the command line `imaging-lab dashboard` runs
 
     target = [] if serve_folder or notebook.is_dir() else [notebook.name]
     args = [
-        *voila_argv(root / target[0] if target else root, port=port, ip="127.0.0.1", token=token),
+        *voila_argv(root / target[0] if target else root, port=port, ip="127.0.0.1"),
         f"--Voila.root_dir={root}",
         "--show_tracebacks=True",
         *extra_args,
     ]
     home = Path(tempfile.mkdtemp(prefix="imaging-voila-"))
+    env = {**(env or {}), TOKEN_ENV: token}  # the token travels in the environment, never in argv
     return _launch("voila", args, root, env, port, token, target[0] if target else None, timeout, home)
 
 

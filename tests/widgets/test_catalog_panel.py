@@ -49,7 +49,7 @@ def test_prediction_html_escapes_and_shows_provenance():
             "label": "<b>x</b>",
             "probability": 0.25,
             "model_id": "m1",
-            "model_sha256": "ab" * 32,
+            "model_checksum": "ab" * 32,
             "library_version": "9.9",
             "created_at": "now",
             "params": {"num_samples": 5},

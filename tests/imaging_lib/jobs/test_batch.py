@@ -41,7 +41,7 @@ def reference(tmp_path_factory, model) -> dict[str, dict]:
     store = Store(tmp_path_factory.mktemp("reference") / "store")
     records = {}
     for name, uid in ingest_samples(store).items():
-        process_study(uid, store.url, DEMO_MODEL_URI, PARAMS)
+        process_study(uid, store.url, DEMO_MODEL_URI, PARAMS, model_checksum=model.checksum)
         records[name] = store.read_json(layout.result_record_key(uid, model.model_id))
     return records
 
@@ -60,7 +60,7 @@ def assert_one_complete_result_per_study(store: Store, uids: list[str], model, s
         assert store.list(f"{layout.RESULT_RECORDS}{uid}/") == [layout.result_record_key(uid, model.model_id)]
         assert store.list(f"explanations/{uid}/") == [layout.explanation_key(uid, model.model_id)]
         record = store.read_json(layout.result_record_key(uid, model.model_id))
-        assert record["study_uid"] == uid and record["model_sha256"] == model.sha256
+        assert record["study_uid"] == uid and record["model_checksum"] == model.checksum
         assert_same_prediction(record, reference[source_of[uid]])
         heatmap = store.read_volume(record["explanation_key"])
         assert heatmap.shape == tuple(store.read_json(layout.study_record_key(uid))["shape"])
@@ -79,7 +79,7 @@ def corrupt_volume(store: Store, uid: str) -> str:
 def test_process_study_writes_result_and_heatmap_and_is_idempotent(tmp_path, model, reference):
     store = Store(tmp_path / "store")
     uid = ingest_samples(store)["brain"]
-    summary = process_study(uid, store.url, DEMO_MODEL_URI, PARAMS)
+    summary = process_study(uid, store.url, DEMO_MODEL_URI, PARAMS, model_checksum=model.checksum)
 
     record = store.read_json(summary["result_key"])
     assert summary == {
@@ -91,7 +91,7 @@ def test_process_study_writes_result_and_heatmap_and_is_idempotent(tmp_path, mod
         "result_key": layout.result_record_key(uid, model.model_id),
         "explanation_key": layout.explanation_key(uid, model.model_id),
     }
-    assert record["model_sha256"] == model.sha256 and record["provenance"]["parameters"] == pipeline_params(PARAMS)
+    assert record["model_checksum"] == model.checksum and record["provenance"]["parameters"] == pipeline_params(PARAMS)
     assert record["provenance"]["library_version"] and record["provenance"]["created_at"]
     assert record["patient_pseudonym"].startswith("ANON")
     assert len(record["slice_probabilities"]) == 20
@@ -113,7 +113,7 @@ def test_process_study_writes_result_and_heatmap_and_is_idempotent(tmp_path, mod
     assert list(results["study_uid"]) == [uid] and results["label"].iloc[0] == record["label"]
 
     # a second run (a task Dask recomputes) overwrites the same two objects with the same content
-    process_study(uid, store.url, DEMO_MODEL_URI, PARAMS)
+    process_study(uid, store.url, DEMO_MODEL_URI, PARAMS, model_checksum=model.checksum)
     again = store.read_json(summary["result_key"])
     assert store.list(f"{layout.RESULT_RECORDS}{uid}/") == [summary["result_key"]]
     assert store.list(f"explanations/{uid}/") == [summary["explanation_key"]]
@@ -121,12 +121,12 @@ def test_process_study_writes_result_and_heatmap_and_is_idempotent(tmp_path, mod
     np.testing.assert_array_equal(store.read_volume(summary["explanation_key"]).array, heatmap.array)
 
 
-def test_process_study_of_a_corrupt_volume_raises_a_typed_error(tmp_path):
+def test_process_study_of_a_corrupt_volume_raises_a_typed_error(tmp_path, model):
     store = Store(tmp_path / "store")
     uid = ingest_samples(store)["nifti"]
     key = corrupt_volume(store, uid)
     with pytest.raises(UnreadableImage, match=key):
-        process_study(uid, store.url, DEMO_MODEL_URI, PARAMS)
+        process_study(uid, store.url, DEMO_MODEL_URI, PARAMS, model_checksum=model.checksum)
     assert store.list(layout.RESULT_RECORDS) == []
 
 
@@ -150,7 +150,7 @@ def test_batch_on_local_cluster_loads_the_model_once_per_worker(local_dask_clien
     record = store.read_json(layout.job_record_key(job.job_id))
     assert record["status"] == "finished" and record["counts"] == job.counts
     started_with = record["provenance"]["parameters"]
-    assert started_with["model_id"] == model.model_id and started_with["model_sha256"] == model.sha256
+    assert started_with["model_id"] == model.model_id and started_with["model_checksum"] == model.checksum
     assert started_with["pipeline"] == pipeline_params(PARAMS)
     assert {entry["worker"] for entry in record["items"].values()} == set(loads)
     assert job.results[uids[0]]["label"] == reference[source_of[uids[0]]]["label"]
@@ -164,7 +164,7 @@ def test_resume_skips_studies_with_a_result_of_the_same_model_and_checksum(local
     first = {uid: store.read_json(layout.result_record_key(uid, model.model_id)) for uid in uids[:3]}
 
     # a result made with other weights (same id, another checksum) does not count as done
-    stale = {**first[uids[0]], "model_sha256": "0" * 64}
+    stale = {**first[uids[0]], "model_checksum": "0" * 64}
     store.write_json(layout.result_record_key(uids[0], model.model_id), stale)
     job = run_batch("all", store, DEMO_MODEL_URI, local_dask_client, params=PARAMS).wait(300)
 
@@ -172,7 +172,7 @@ def test_resume_skips_studies_with_a_result_of_the_same_model_and_checksum(local
     assert sorted(job.results) == sorted([uids[0], uids[3]])
     for uid in uids[1:3]:  # untouched: not recomputed
         assert store.read_json(layout.result_record_key(uid, model.model_id)) == first[uid]
-    assert store.read_json(layout.result_record_key(uids[0], model.model_id))["model_sha256"] == model.sha256
+    assert store.read_json(layout.result_record_key(uids[0], model.model_id))["model_checksum"] == model.checksum
 
     forced = run_batch(uids[1:2], store, DEMO_MODEL_URI, local_dask_client, params=PARAMS, resume=False).wait(300)
     assert forced.counts["done"] == 1 and forced.counts["skipped"] == 0
@@ -191,6 +191,37 @@ def test_a_corrupt_study_fails_alone_with_its_typed_error(local_dask_client, tmp
     assert record["items"][uids[1]]["state"] == "failed"
     assert not store.exists(layout.result_record_key(uids[1], model.model_id))
     assert all(store.exists(layout.result_record_key(uid, model.model_id)) for uid in uids if uid != uids[1])
+
+
+def test_workers_refuse_a_model_changed_after_the_driver_verified_it(local_dask_client, tmp_path):
+    """The spec is swapped (weights and their pin untouched) after the driver verified the model:
+    every study fails with ModelChecksumMismatch on the workers, and the batch still finishes."""
+    import json
+    import shutil
+
+    from imaging_lib import models
+    from imaging_lib.errors import ModelChecksumMismatch
+
+    folder = tmp_path / "model"
+    shutil.copytree(Path(models.__file__).parent, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    uri = str(folder / "demo_lesion_cnn.json")
+    verified = load_model(uri)  # the driver's verification, cached in this process
+    spec = json.loads(Path(uri).read_text())
+    Path(uri).write_text(json.dumps({**spec, "positive_class": "no_lesion"}))
+
+    store = Store(tmp_path / "store")
+    uids, _ = make_cohort(store, 3)
+    job = run_batch(uids, store, uri, local_dask_client, params=PARAMS).wait(300)
+    assert job.counts["failed"] == 3 and job.counts["done"] == 0 and job.finished
+    assert {error["error_type"] for error in job.errors.values()} == {"ModelChecksumMismatch"}
+    assert store.list(layout.RESULT_RECORDS) == []
+    record = store.read_json(layout.job_record_key(job.job_id))
+    assert record["status"] == "finished"
+    assert record["provenance"]["parameters"]["model_checksum"] == verified.checksum
+
+    # a task that reaches a worker without the pin is refused too
+    with pytest.raises(ModelChecksumMismatch, match="pinned"):
+        local_dask_client.submit(process_study, uids[0], store.url, uri, PARAMS, model_checksum="").result()
 
 
 # ------------------------------------------------------------------------- separate processes

@@ -40,7 +40,7 @@ def report_store(tmp_path_factory, brain_files) -> tuple[Store, list[str]]:
     from imaging_lib import sample_data
     from imaging_lib.ingestion.batch import ingest
     from imaging_lib.jobs import process_study
-    from imaging_lib.models import DEMO_MODEL_URI
+    from imaging_lib.models import DEMO_MODEL_URI, load_model
 
     root = tmp_path_factory.mktemp("reports")
     sources = write_phi_copies([*brain_files, sample_data.pydicom_file("CT_small.dcm")], root / "with_phi")
@@ -48,8 +48,9 @@ def report_store(tmp_path_factory, brain_files) -> tuple[Store, list[str]]:
     summary = ingest(sources, store, secret="report-tests-secret-0001", progress=False)
     study_uids = sorted({entry["study_uid"] for entry in summary.ingested})
     assert len(study_uids) == 2, summary
+    checksum = load_model(DEMO_MODEL_URI).checksum
     for study_uid in study_uids:
-        process_study(study_uid, store.url, DEMO_MODEL_URI, {"num_samples": 100})
+        process_study(study_uid, store.url, DEMO_MODEL_URI, {"num_samples": 100}, model_checksum=checksum)
     return store, study_uids
 
 
@@ -156,7 +157,7 @@ def test_study_report_html_shows_prediction_and_embedded_images_without_code(rep
         html = store.read_bytes(study_reports[uid]["keys"]["html"]).decode()
         assert f"Prediction: {result['label']}" in html
         assert f"{float(result['probability']):.3f}" in html
-        assert result["model_sha256"] in html
+        assert result["model_checksum"] in html
         assert "Not a diagnostic device" in html
         assert "store.read_json" not in html and "import matplotlib" not in html  # no code cells
         assert "<script src=" not in html  # renders offline

@@ -51,7 +51,7 @@ def test_record_carries_patient_modality_and_provenance(clean_prediction, model)
     assert record["patient_pseudonym"] == "PSEUDO-0001"
     assert record["study_uid"] == "2.25.1"
     assert record["modality"] == "MR"
-    assert record["model_id"] == model.model_id and record["model_sha256"] == model.sha256
+    assert record["model_id"] == model.model_id and record["model_checksum"] == model.checksum
     assert record["provenance"]["library_version"] == imaging_lib.__version__
     assert record["provenance"]["created_at"].endswith("+00:00")
     assert len(record["slice_probabilities"]) == 20
@@ -132,6 +132,6 @@ def test_model_returning_nan_is_a_typed_error(tmp_path: Path, study):
             }
         )
     )
-    nan_model = load_model(str(tmp_path / "nan_model.json"))
+    nan_model = load_model(str(tmp_path / "nan_model.json"), trust_torchscript=True)  # our own archive
     with pytest.raises(InvalidModelOutput, match="nan_model.json: .*NaN"):
         predict(study, nan_model)

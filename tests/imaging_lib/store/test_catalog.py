@@ -60,7 +60,7 @@ def test_results_and_prediction_filter(filled):
             {
                 "study_uid": uid,
                 "model_id": "demo-cnn",
-                "model_sha256": "ab" * 32,
+                "model_checksum": "ab" * 32,
                 "label": label,
                 "probability": 0.9,
                 "most_suspicious_slice": 3,
@@ -157,9 +157,9 @@ def test_records_of_older_stores_read_with_todays_field_names(store):
 
 def test_has_a_result_means_the_same_model_id_and_checksum(store):
     for uid, sha in (("a", "11"), ("b", "22"), ("c", "11")):
-        store.write_json(layout.result_record_key(uid, "m"), {"study_uid": uid, "model_id": "m", "model_sha256": sha})
+        store.write_json(layout.result_record_key(uid, "m"), {"study_uid": uid, "model_id": "m", "model_checksum": sha})
     store.write_json(
-        layout.result_record_key("d", "other"), {"study_uid": "d", "model_id": "other", "model_sha256": "11"}
+        layout.result_record_key("d", "other"), {"study_uid": "d", "model_id": "other", "model_checksum": "11"}
     )
     catalog = Catalog(store)
     assert catalog.studies_with_result("m", "11") == {"a", "c"}

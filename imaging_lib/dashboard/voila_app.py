@@ -1,0 +1,173 @@
+"""The Voilà application the dashboards run: Voilà 0.5 with the platform's hardening.
+
+``python -m imaging_lib.dashboard.voila_app FOLDER [Voilà options]`` (the command line
+:func:`imaging_lib.dashboard.server.voila_argv` builds) runs :class:`DashboardVoila`, the
+standalone Voilà application with four changes, each made once for every request rather
+than per handler:
+
+* **Token.** It is read from ``IMAGING_DASHBOARD_TOKEN`` in the process environment (never
+  argv, where ``ps`` shows it to every local user) and removed from the environment before
+  any kernel starts. Without one, a random token is made. There is no way to turn
+  authentication off.
+* **Host and Origin.** Voilà sets jupyter_server's ``allow_remote_access``, so its own Host
+  check never runs. A tornado routing rule placed before every other route (pages, APIs,
+  kernel websockets, static files) answers 403 to a request whose ``Host`` or ``Origin``
+  :class:`~imaging_lib.dashboard.hosts.AllowedHosts` refuses (DNS rebinding, cross-site
+  websockets). Allow-listed proxy names also go to jupyter_server's ``allow_origin_pat``.
+* **Kernels.** :class:`DashboardKernelManager` starts at most ``max_kernels`` kernels (a
+  render over the cap gets an HTTP 503 page saying the dashboards are busy), and hides the
+  token from the request URL Voilà hands each kernel (``QUERY_STRING``, ``VOILA_REQUEST_URL``).
+* **Server pages.** jupyter_server's login, logout and error pages link their styles through
+  ``static_url``, which Voilà leaves without a ``static_path``, so ``/logout`` and every
+  jupyter_server error page failed with an empty 500. They now get jupyter_server's static
+  files (Voilà serves them under ``voila/static/``); :data:`TEMPLATES` adds the 503 page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from jupyter_server import DEFAULT_STATIC_FILES_PATH
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.utils import url_path_join
+from tornado import httputil, web
+from tornado.routing import Matcher, Rule
+from traitlets import Integer, List, Unicode
+from voila.app import Voila
+
+from .. import settings
+from .hosts import AllowedHosts
+
+__all__ = ["TEMPLATES", "DashboardKernelManager", "DashboardVoila", "ForeignRequestHandler", "main"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+"""Page templates that take precedence over jupyter_server's (``503.html``)."""
+
+BUSY_MESSAGE = (
+    "All %d dashboard sessions are in use. Close a dashboard tab you no longer need, or try again "
+    "in a few minutes: the sessions of closed pages end by themselves."
+)
+
+
+class DashboardKernelManager(AsyncMappingKernelManager):
+    """jupyter_server's kernel manager with a cap on live kernels and the token kept from them.
+
+    Starting a kernel over :attr:`max_kernels` (counting those still starting) raises
+    ``tornado.web.HTTPError(503)``, which the page handler turns into the busy page; no
+    kernel is started and none is killed. Any environment value that holds
+    :attr:`hidden_token` (Voilà passes the request URL, query included) gets ``<hidden>``
+    in its place.
+    """
+
+    max_kernels = Integer(
+        int(str(settings.DASHBOARD_MAX_KERNELS.default)), config=True, help="Most kernels alive (or starting) at once."
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._starting = 0
+        self.hidden_token = ""
+
+    async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
+        """Start a kernel unless :attr:`max_kernels` are alive or starting.
+
+        Raises
+        ------
+        tornado.web.HTTPError
+            503, when the cap is reached.
+        """
+        existing = kwargs.get("kernel_id")
+        if existing is None or existing not in self:
+            live = len(self.list_kernel_ids()) + self._starting
+            if live >= self.max_kernels:
+                self.log.warning("refusing a new dashboard kernel: %d of %d in use", live, self.max_kernels)
+                raise web.HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason="Dashboards busy")
+        if self.hidden_token and kwargs.get("env"):
+            kwargs["env"] = {name: self._hide_token(value) for name, value in kwargs["env"].items()}
+        self._starting += 1
+        try:
+            return await super().start_kernel(**kwargs)
+        finally:
+            self._starting -= 1
+
+    def _hide_token(self, value: str) -> str:
+        for form in {self.hidden_token, quote(self.hidden_token, safe="")}:
+            value = value.replace(form, "<hidden>")
+        return value
+
+
+class _RefusedHostOrOrigin(Matcher):
+    """Matches the requests :meth:`AllowedHosts.refusal` refuses, with the reason."""
+
+    def __init__(self, hosts: AllowedHosts) -> None:
+        self.hosts = hosts
+
+    def match(self, request: httputil.HTTPServerRequest) -> dict[str, Any] | None:
+        headers = request.headers
+        origin = headers.get("Origin") or headers.get("Sec-WebSocket-Origin")
+        reason = self.hosts.refusal(headers.get("Host"), origin)
+        return None if reason is None else {"path_kwargs": {"reason": reason}}
+
+
+class ForeignRequestHandler(web.RequestHandler):
+    """Answers 403, in plain text, to a request with a foreign Host or Origin (any method)."""
+
+    def prepare(self) -> None:
+        """Refuse before any handler of the dashboards sees the request."""
+        reason = self.path_kwargs["reason"]
+        web.app_log.warning("refused %s %s: %s", self.request.method, self.request.path, reason)
+        self.set_status(403)
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish(f"403 Forbidden: {reason}\n")
+
+
+def _origin_pattern(names: list[str]) -> str:
+    return r"https?://(" + "|".join(re.escape(name) for name in names) + r")(:\d+)?$"
+
+
+class DashboardVoila(Voila):
+    """Voilà with a mandatory token from the environment, a Host/Origin guard and a kernel cap."""
+
+    allowed_hosts = List(Unicode(), config=True, help="Extra host names to answer to (a reverse proxy's public name).")
+
+    def initialize(self, argv: Any = None) -> None:
+        """Parse the command line, then take the token from the environment and cap the kernels."""
+        super().initialize(argv)
+        token = settings.read(settings.DASHBOARD_TOKEN)
+        os.environ.pop(settings.DASHBOARD_TOKEN.name, None)  # kernels inherit this environment
+        if token:
+            self.token = token
+        elif not self.token:  # none, or "": jupyter_server makes a random one and logs it once
+            self.token = None  # type: ignore[assignment]  # the trait allows None: Voila's 'no token given'
+            self.auto_token = True
+        self.voila_configuration.multi_kernel_manager_class = DashboardKernelManager
+
+    def listen(self) -> None:
+        """Harden the tornado application Voilà has built, then serve it."""
+        self._harden(self.app)
+        super().listen()
+
+    def _harden(self, app: web.Application) -> None:
+        hosts = AllowedHosts.for_address(self.ip, self.allowed_hosts)
+        router = app.default_router
+        guard = Rule(_RefusedHostOrOrigin(hosts), ForeignRequestHandler)
+        router.rules.insert(0, router.process_rule(guard))
+        if hosts.proxies:  # jupyter_server's own websocket Origin check must agree
+            app.settings["allow_origin_pat"] = _origin_pattern(sorted(hosts.proxies))
+        app.settings["static_path"] = DEFAULT_STATIC_FILES_PATH
+        app.settings["static_url_prefix"] = url_path_join(self.server_url or self.base_url, "voila/static/")
+        self.kernel_manager.hidden_token = self.identity_provider.token
+        for name in ("voila_jinja2_env", "jinja2_env"):  # Voilà's pages, then jupyter_server's
+            env = app.settings[name]
+            env.loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(TEMPLATES)), env.loader])
+
+
+main = DashboardVoila.launch_instance
+
+if __name__ == "__main__":
+    main()
