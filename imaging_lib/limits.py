@@ -7,6 +7,7 @@ it raises a typed error naming the file (see :mod:`imaging_lib.errors`).
 from __future__ import annotations
 
 __all__ = [
+    "DEID_MAX_SEQUENCE_DEPTH",
     "MAX_IMAGE_BYTES",
     "MAX_KEY_LENGTH",
     "SECRET_MIN_BYTES",
@@ -28,3 +29,10 @@ MAX_KEY_LENGTH = 1024
 
 SECRET_MIN_BYTES = 16
 """Shortest de-identification key accepted."""
+
+DEID_MAX_SEQUENCE_DEPTH = 8
+"""Deepest sequence nesting de-identification keeps; deeper kept sequences are removed.
+
+Kept sequences nest two deep in real images (per-frame functional group > plane
+position sequence); the bound stops a crafted file from driving the recursion.
+"""
