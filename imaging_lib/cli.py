@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--allow-burned-in",
         action="store_true",
-        help="accept images declaring burned-in annotation (refused by default)",
+        help="accept images that declare or may carry burned-in text (US, SC, OT, XC; refused by default)",
     )
     ingest.set_defaults(func=_cmd_ingest)
 

@@ -115,10 +115,12 @@ class UnreadableRecord(ImagingError):
 
 
 class BurnedInAnnotation(ImagingError):
-    """The image declares burned-in annotation (text in the pixels) and was refused.
+    """The image's pixels may hold text (burned-in annotation) and it was refused.
 
-    Text in the pixels may identify the patient; header de-identification cannot remove
-    it. Ingest quarantines such images unless the caller opts in.
+    Either it declares ``BurnedInAnnotation = YES``, or it is an ultrasound, secondary
+    capture, "other" or photograph (US, SC, OT, XC) that does not declare ``NO``. Text in
+    the pixels may identify the patient; header de-identification cannot remove it.
+    Ingest quarantines such images unless the caller opts in.
     """
 
 

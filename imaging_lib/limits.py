@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "DASHBOARD_TOKEN_MIN_LENGTH",
+    "DEID_MAX_SEQUENCE_DEPTH",
     "MAX_IMAGE_BYTES",
     "MAX_KEY_LENGTH",
     "MODEL_INPUT_MAX_VALUES",
@@ -44,3 +45,10 @@ MODEL_WEIGHTS_MAX_BYTES = 2 * 1024**3
 
 MODEL_INPUT_MAX_VALUES = 16 * 1024**2
 """Most values (channels x height x width) one model input may have: 16 Mi (64 MiB as float32)."""
+
+DEID_MAX_SEQUENCE_DEPTH = 8
+"""Deepest sequence nesting de-identification keeps; deeper kept sequences are removed.
+
+Kept sequences nest two deep in real images (per-frame functional group > plane
+position sequence); the bound stops a crafted file from driving the recursion.
+"""

@@ -1,7 +1,10 @@
-"""De-identification of DICOM: the PS3.15 Annex E table, keyed pseudonyms, shifted dates.
+"""De-identification of DICOM: an allowlist under the PS3.15 Annex E table, keyed pseudonyms, shifted dates.
 
-:func:`deidentify` is the one entry point; :mod:`imaging_lib.deid.profile` holds the
-standard's table and :mod:`imaging_lib.deid.deidentify` applies it.
+:func:`deidentify` is the one entry point. :mod:`~imaging_lib.deid.keep_list` names every
+attribute that may survive and why; :mod:`~imaging_lib.deid.profile` loads the
+standard's table (package data); :mod:`~imaging_lib.deid.values` parses dates, times and
+values strictly; :mod:`~imaging_lib.deid.deidentify` applies them;
+:mod:`~imaging_lib.deid.conformance` writes the conformance table in ``docs/``.
 """
 
 from .deidentify import (

@@ -1,44 +1,50 @@
-"""De-identify DICOM: the PS3.15 Annex E Basic Profile, with keyed pseudonyms and shifted dates.
+"""De-identify DICOM: an allowlist of attributes, the PS3.15 Annex E Basic Profile, keyed pseudonyms, shifted dates.
 
-What :func:`deidentify` does to a dataset (``docs/deidentification.md`` has the full
-conformance table):
+What :func:`deidentify` does to a dataset (``docs/deidentification.md`` explains it,
+``docs/deidentification-table.md`` lists every attribute):
 
-* every attribute of Table E.1-1 (:mod:`imaging_lib.deid.profile`) gets its action, at
-  the top level and inside every sequence item: ``X`` removed, ``Z`` emptied, ``D``
-  replaced by a dummy of its VR, ``U`` replaced by a new UID; the IOD-dependent codes
-  resolve to the choice that keeps any IOD valid (``Z/D``, ``X/D``, ``X/Z/D`` -> ``D``;
-  ``X/Z`` -> ``Z``; ``X/Z/U*`` -> keep the sequence and replace the UIDs inside it);
-  ``D`` on a sequence empties it;
-* private attributes (odd groups), curves (``50xx``), overlays (``60xx``) and command
-  elements (``0000``) are removed; attributes after the pixel data (trailing padding,
-  digital signatures) are never read;
-* UIDs become ``2.25.<128-bit integer>`` from an HMAC-SHA256 of the original under the
-  project secret (a UUID of version 8 per RFC 9562): the same original and secret give
-  the same UID across files, studies and runs, another secret gives another UID, and
-  nobody without the secret can test a guess;
+* only the attributes of the keep-list (:mod:`imaging_lib.deid.keep_list`) survive, at
+  the top level and inside every kept sequence; everything else is removed without
+  being decoded: private and unknown tags, repeating groups (``50xx``, ``60xx``,
+  ``7Fxx``), command elements, and every text, name, date or sequence not listed.
+  Attributes after the pixel data (trailing padding, digital signatures) are never read;
+* each kept attribute gets the action its rule derives from Table E.1-1, before any
+  date handling: ``K`` kept (a kept value of a CS, DS or IS attribute must use only
+  that VR's characters, and a value encoded with another VR than the dictionary's is
+  removed), ``Z`` emptied, ``D`` the patient pseudonym, ``U`` UIDs remapped, ``C``
+  dates shifted and times checked (option 113107);
+* every UID of a kept attribute that is not a well-known UID (pydicom's UID
+  dictionary) becomes ``2.25.<128-bit integer>`` from an HMAC-SHA256 of the original
+  under the project secret (a UUID of version 8 per RFC 9562): the same original and
+  secret give the same UID across files, studies and runs, another secret gives
+  another UID, and nobody without the secret can test a guess;
 * Patient ID and Patient's Name become one pseudonym, ``ANON-`` and 16 base-32
   characters of an HMAC of the original Patient ID (else name and birth date);
-* dates (every DA and DT attribute, anywhere, except the patient's birth date, which
-  the Basic Profile empties) move back by a per-patient whole number of days between
-  366 and 3652, an HMAC of the patient under the secret: intervals within a patient
-  survive, calendar dates do not. Times of day are kept. This is the "Retain
-  Longitudinal Temporal Information with Modified Dates" option (code 113107);
+* kept dates (DA, DT) move back by a per-patient whole number of days between 366 and
+  3652, an HMAC of the patient under the secret: intervals within a patient survive,
+  calendar dates do not. Values are parsed strictly: one that does not parse is
+  emptied, a DT keeps nothing after its date-time and loses its UTC offset. Kept times
+  of day (TM) are checked the same way and kept. This is the "Retain Longitudinal
+  Temporal Information with Modified Dates" option (code 113107);
 * ``PatientIdentityRemoved = YES``, ``DeidentificationMethod``,
   ``DeidentificationMethodCodeSequence`` (113100 and 113107) and
   ``LongitudinalTemporalInformationModified = MODIFIED`` are set; the file meta is
   rebuilt (``MediaStorageSOPInstanceUID`` is the new SOP Instance UID, the
   implementation UID is this library's) and the preamble is zeroed;
-* an image with ``BurnedInAnnotation = YES`` is refused with
-  :class:`~imaging_lib.errors.BurnedInAnnotation` unless the caller opts in: text in
-  the pixels is out of reach of header de-identification.
+* text in the pixels is out of reach of header de-identification: an image with
+  ``BurnedInAnnotation = YES``, and an ultrasound, secondary capture, "other" or
+  photograph (US, SC, OT, XC by Modality or SOP Class) that does not say
+  ``BurnedInAnnotation = NO``, is refused with
+  :class:`~imaging_lib.errors.BurnedInAnnotation` unless the caller opts in.
+
+Kept elements that need no change share their still-encoded bytes with the input (the
+pixel data included): nothing is decoded that no rule looks at.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-import datetime as dt
-import functools
 import hashlib
 import hmac
 import uuid
@@ -46,10 +52,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BurnedInAnnotation, UnsupportedImage
-from ..limits import SECRET_MIN_BYTES
-from .profile import BASIC_PROFILE
+from ..limits import DEID_MAX_SEQUENCE_DEPTH, SECRET_MIN_BYTES
+from .keep_list import Rule, plan
+from .values import check_time, fits_vr, is_well_known_uid, shift_date
 
 __all__ = [
+    "CAPTURE_MODALITIES",
+    "CAPTURE_SOP_CLASSES",
     "DATE_SHIFT_DAYS",
     "IMPLEMENTATION_CLASS_UID",
     "PROFILE_CODES",
@@ -70,22 +79,26 @@ PROFILE_CODES = (
 )
 """DeidentificationMethodCodeSequence entries (CID 7050, scheme DCM) for what is applied."""
 
-_PATIENT_TAGS = frozenset({0x00100010, 0x00100020})  # Patient's Name, Patient ID: the pseudonym
-_NOT_SHIFTED = frozenset({0x00100030, 0x00100032})  # birth date and time: the profile's action applies
-_DECODED_VRS = frozenset({"DA", "DT", "TM", "SQ", "UN"})  # VRs whose values a rule other than the table may touch
-_UNDEFINED_LENGTH = 0xFFFFFFFF
-_DUMMY: dict[str, Any] = {
-    **dict.fromkeys(("AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"), "ANONYMOUS"),
-    **dict.fromkeys(("DS", "IS"), "0"),
-    **dict.fromkeys(("FL", "FD"), 0.0),
-    **dict.fromkeys(("SL", "SS", "SV", "UL", "US", "UV", "AT"), 0),
-    **dict.fromkeys(("OB", "OD", "OF", "OL", "OV", "OW", "UN"), b"\0\0"),
-    "AS": "000D",
-    "DA": "19000101",
-    "DT": "19000101000000",
-    "TM": "000000",
-    "UR": "urn:anonymous",
-}
+CAPTURE_MODALITIES = frozenset({"US", "SC", "OT", "XC"})
+"""Modalities whose images often carry burned-in text: refused unless they declare none."""
+
+CAPTURE_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.3",  # Ultrasound Multi-frame Image Storage (retired)
+        "1.2.840.10008.5.1.4.1.1.3.1",  # Ultrasound Multi-frame Image Storage
+        "1.2.840.10008.5.1.4.1.1.6",  # Ultrasound Image Storage (retired)
+        "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Image Storage
+        "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume Storage
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture Image Storage
+        "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic Image Storage (XC)
+        "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image Storage (XC)
+    }
+)
+"""SOP classes of the same images, refused on the same terms whatever their Modality says."""
 
 
 def check_secret(secret: bytes | str) -> bytes:
@@ -150,18 +163,7 @@ def _patient_key(dataset: Any) -> str:
     name, birth = str(dataset.get("PatientName", "") or ""), str(dataset.get("PatientBirthDate", "") or "")
     if name.strip() or birth.strip():
         return f"name:{name.strip()}|{birth.strip()}"
-    return f"study:{str(dataset.get('StudyInstanceUID', '')).strip()}"
-
-
-def _shift_value(value: str, vr: str, days: int) -> str:
-    """Shift one DA or DT value; values without a full date are emptied."""
-    text = str(value).strip()
-    try:
-        day = dt.datetime.strptime(text[:8], "%Y%m%d").date()
-    except ValueError:
-        return ""
-    shifted = (day + dt.timedelta(days=days)).strftime("%Y%m%d")
-    return shifted if vr == "DA" else shifted + text[8:]
+    return f"study:{_uid_of(dataset, 0x0020000D)}"
 
 
 @dataclass(frozen=True)
@@ -169,16 +171,7 @@ class _Context:
     keys: Pseudonymizer
     pseudonym: str
     shift_days: int
-
-
-def _resolve(action: str, vr: str) -> str:
-    if action == "X/Z/U*":
-        return "U*" if vr == "SQ" else "Z"
-    if action in ("D", "Z/D", "X/D", "X/Z/D"):
-        return "U" if vr == "UI" else "D"  # a dummy UID must still be unique and consistent
-    if action in ("Z", "X/Z"):
-        return "Z"
-    return action  # "X" or "U"
+    rules: dict[int, Rule]
 
 
 def _values(element: Any) -> list[Any]:
@@ -187,114 +180,98 @@ def _values(element: Any) -> list[Any]:
     return list(element.value) if isinstance(element.value, MultiValue) else [element.value]
 
 
-@functools.cache
-def _dictionary_vr(key: int) -> str | None:
-    """The data dictionary's VR of a public tag (repeating groups included), None if unknown."""
-    from pydicom.datadict import dictionary_VR
-
-    try:
-        return dictionary_VR(key)
-    except KeyError:
-        return None
+def _encoded_as(element: Any, vr: str) -> bool:
+    """Whether an element is encoded with its dictionary VR (or none, implicit; or UN)."""
+    encoded = element.VR
+    return encoded in (None, "UN", vr) or encoded in vr.split(" or ")
 
 
-def _needs_decoding(key: int, element: Any) -> bool:
-    """Whether a rule may change this element's value, so it has to be decoded.
-
-    Everything else the profile either keeps as it is (its encoded bytes carried over,
-    never decoded) or removes (``X``, dropped undecoded). Decoded: the patient's name
-    and ID, every attribute the table lists with another action, and any attribute
-    that is or may be a date, time or sequence (by its encoded VR or the dictionary's,
-    unknown tags and undefined lengths included), whose rules come before the table's.
-    """
-    if key in _PATIENT_TAGS:
-        return True
-    dictionary_vr = _dictionary_vr(key)
-    undefined = element.length == _UNDEFINED_LENGTH if element.is_raw else element.is_undefined_length
-    if undefined or dictionary_vr is None or element.VR in _DECODED_VRS or dictionary_vr in _DECODED_VRS:
-        return True
-    return BASIC_PROFILE.get(key, "X") != "X"
+def _fits(element: Any, vr: str) -> bool:
+    """Whether a kept element's value uses only its VR's characters (raw bytes checked undecoded)."""
+    if element.is_raw:
+        return fits_vr(element.value or b"", vr)
+    text = "\\".join(str(value) for value in _values(element) if value is not None)
+    return fits_vr(text.encode("utf-8", "replace"), vr)
 
 
-def _clean(dataset: Any, context: _Context) -> Any:
-    """Return a new dataset holding what the profile leaves of ``dataset`` (which is not changed).
+def _clean(dataset: Any, context: _Context, depth: int = 0) -> Any:
+    """Return a new dataset holding what the keep-list leaves of ``dataset`` (which is not changed).
 
     Kept elements are shared as they were read (a raw element and its bytes, the pixel
     data included, are immutable) or copied if already decoded; changed ones are new
-    elements; sequences are rebuilt item by item.
+    elements; sequences are rebuilt item by item. Elements off the list are never decoded.
     """
     from pydicom.charset import default_encoding
     from pydicom.dataset import Dataset
 
     kept: dict[Any, Any] = {}
     for tag, element in dataset.items():  # the stored elements, raw ones not decoded
-        group = tag.group
-        if tag.is_private or group == 0x0000 or (group & 0xFF00) in (0x5000, 0x6000):
+        rule = context.rules.get(tag)
+        if rule is None or not _encoded_as(element, rule.vr):
             continue
-        if _needs_decoding(int(tag), element):
-            decoded = dataset[tag]  # decodes a raw element
-            cleaned = _cleaned_element(decoded, context)
-            if cleaned is decoded:
-                kept[tag] = _kept(element)
-            elif cleaned is not None:
-                kept[tag] = cleaned
-        elif BASIC_PROFILE.get(int(tag)) is None:
-            kept[tag] = _kept(element)
+        if rule.vr == "SQ":
+            cleaned = _cleaned_sequence(dataset[tag], context, depth)  # dataset[tag] parses the items
+        elif rule.action == "K":
+            cleaned = (element if element.is_raw else copy.deepcopy(element)) if _fits(element, rule.vr) else None
+        else:
+            cleaned = _replaced(element, rule, context)
+        if cleaned is not None:
+            kept[tag] = cleaned
     result = Dataset(kept, parent_encoding=dataset.original_character_set or default_encoding)
-    result.set_original_encoding(*dataset.original_encoding, dataset.original_character_set)
+    implicit_vr, little_endian = dataset.original_encoding
+    result.set_original_encoding(implicit_vr, little_endian, dataset.original_character_set)
     result.is_undefined_length_sequence_item = dataset.is_undefined_length_sequence_item
     return result
 
 
-def _kept(element: Any) -> Any:
-    """An element kept as it is: a raw one shared (immutable), a decoded one copied."""
-    return element if element.is_raw else copy.deepcopy(element)
-
-
-def _cleaned_element(element: Any, context: _Context) -> Any:
-    """The de-identified replacement of one decoded element: itself if kept, None if removed."""
+def _cleaned_sequence(element: Any, context: _Context, depth: int) -> Any:
+    """A kept sequence with its items cleaned by the same rules; None if removed."""
     from pydicom.dataelem import DataElement
 
-    tag, vr, key = element.tag, element.VR, int(element.tag)
-    action = BASIC_PROFILE.get(key)
-    if key in _PATIENT_TAGS:
-        return DataElement(tag, vr, context.pseudonym)
-    if vr in ("DA", "DT") and key not in _NOT_SHIFTED:
-        shifted = [_shift_value(v, vr, context.shift_days) for v in _values(element) if v not in (None, "")]
-        return DataElement(tag, vr, shifted[0] if len(shifted) == 1 else shifted)
-    if vr == "TM" and action is not None and key not in _NOT_SHIFTED:
-        return element  # times of day are kept under the modified-dates option
-    if action is None:
-        return _cleaned_sequence(element, context) if vr == "SQ" else element
-    return _apply(element, _resolve(action, vr), context)
-
-
-def _cleaned_sequence(element: Any, context: _Context, *, empty: bool = False) -> Any:
-    """A new sequence element of the cleaned items (none if ``empty``), encoded as the original."""
-    from pydicom.dataelem import DataElement
-
-    items = [] if empty else [_clean(item, context) for item in element.value]
+    if element.VR != "SQ" or depth >= DEID_MAX_SEQUENCE_DEPTH:
+        return None
+    items = [_clean(item, context, depth + 1) for item in element.value]
     return DataElement(element.tag, "SQ", items, is_undefined_length=element.is_undefined_length)
 
 
-def _apply(element: Any, action: str, context: _Context) -> Any:
+def _strings(element: Any) -> list[str]:
+    """The non-empty values of a DA, DT, TM or UI element, read from its bytes if still raw.
+
+    These VRs hold ASCII only, so the bytes need no character set; reading them directly
+    also keeps pydicom's validation from quoting a malformed value in a log.
+    """
+    if element.is_raw:
+        values = (element.value or b"").decode("ascii", "replace").split("\\")
+    else:
+        values = [str(value) for value in _values(element) if value is not None]
+    return [value for value in values if value.strip(" \0")]
+
+
+def _uid_of(dataset: Any, tag: int) -> str:
+    """One UID of the dataset (first value), read from its bytes like :func:`_strings`."""
+    element = dataset.get_item(tag)
+    values = _strings(element) if element is not None else []
+    return values[0].strip(" \0") if values else ""
+
+
+def _replaced(element: Any, rule: Rule, context: _Context) -> Any:
+    """The replacement of a kept element whose rule changes it (``D``, ``Z``, ``U``, ``C``)."""
     from pydicom.dataelem import DataElement
 
-    tag, vr = element.tag, element.VR
-    if action == "X":
-        return None
-    if vr == "SQ" and action in ("Z", "D"):
-        return _cleaned_sequence(element, context, empty=True)
-    if action == "Z":
+    tag, vr = element.tag, rule.vr
+    if rule.action == "D":
+        return DataElement(tag, vr, context.pseudonym)
+    if rule.action == "Z":
         return DataElement(tag, vr, None)
-    if action == "D":
-        return DataElement(tag, vr, _DUMMY.get(vr))
-    if action == "U":
-        remapped = [context.keys.uid(str(v)) for v in _values(element) if v is not None and str(v).strip()]
-        return DataElement(tag, vr, remapped[0] if len(remapped) == 1 else remapped)
-    if action == "U*":
-        return _cleaned_sequence(element, context)
-    raise ValueError(f"unknown de-identification action {action!r}")  # pragma: no cover - guarded by deid_profile
+    present = _strings(element)
+    if rule.action == "U":
+        uids = [value.strip(" \0") for value in present]
+        new = [uid if is_well_known_uid(uid) else context.keys.uid(uid) for uid in uids]
+    elif vr == "TM":  # rule.action == "C"
+        new = [time for time in map(check_time, present) if time]
+    else:
+        new = [date for date in (shift_date(value, vr, context.shift_days) for value in present) if date]
+    return DataElement(tag, vr, (new[0] if len(new) == 1 else new) or None)
 
 
 def _mark(dataset: Any) -> None:
@@ -321,7 +298,7 @@ def _mark(dataset: Any) -> None:
 
 def _file_meta(dataset: Any, original_meta: Any) -> Any:
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     from .._version import __version__
 
@@ -329,9 +306,31 @@ def _file_meta(dataset: Any, original_meta: Any) -> Any:
     meta.MediaStorageSOPClassUID = dataset.get("SOPClassUID") or original_meta.get("MediaStorageSOPClassUID")
     meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     meta.TransferSyntaxUID = original_meta.get("TransferSyntaxUID") or ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = f"IMAGINGLAB{__version__}"[:16]
     return meta
+
+
+def _refuse_burned_in(dataset: Any, source: str) -> None:
+    """Raise :class:`BurnedInAnnotation` for an image whose pixels may hold text."""
+    from pydicom.uid import UID
+
+    declared = str(dataset.get("BurnedInAnnotation", "") or "").strip().upper()
+    if declared == "YES":
+        raise BurnedInAnnotation(
+            source, "BurnedInAnnotation is YES: text in the pixels may identify the patient (refused)"
+        )
+    if declared == "NO":
+        return
+    modality = str(dataset.get("Modality", "") or "").strip().upper()
+    sop_class = _uid_of(dataset, 0x00080016)
+    if modality in CAPTURE_MODALITIES or sop_class in CAPTURE_SOP_CLASSES:
+        kind = modality if modality in CAPTURE_MODALITIES else UID(sop_class).name
+        raise BurnedInAnnotation(
+            source,
+            f"{kind} image without BurnedInAnnotation: may carry burned-in text "
+            "(refused; accept it with allow_burned_in after checking the pixels)",
+        )
 
 
 def deidentify(
@@ -352,7 +351,8 @@ def deidentify(
     source : str
         Name used in error messages.
     allow_burned_in : bool
-        Accept images whose ``BurnedInAnnotation`` is ``YES``.
+        Accept images whose pixels may hold text: ``BurnedInAnnotation = YES``, and US,
+        SC, OT or XC images that do not declare ``BurnedInAnnotation = NO``.
 
     Returns
     -------
@@ -364,7 +364,7 @@ def deidentify(
     Raises
     ------
     BurnedInAnnotation
-        If the image declares burned-in annotation and ``allow_burned_in`` is false.
+        If the pixels may hold text (see ``allow_burned_in``) and the caller did not opt in.
     UnsupportedImage
         If the dataset has no SOPInstanceUID (nothing to store it under).
     ValueError
@@ -373,12 +373,10 @@ def deidentify(
     keys = Pseudonymizer(check_secret(secret))
     if "SOPInstanceUID" not in dataset:
         raise UnsupportedImage(source, "no SOPInstanceUID: not a stored DICOM instance")
-    if not allow_burned_in and str(dataset.get("BurnedInAnnotation", "")).strip().upper() == "YES":
-        raise BurnedInAnnotation(
-            source, "BurnedInAnnotation is YES: text in the pixels may identify the patient (refused)"
-        )
+    if not allow_burned_in:
+        _refuse_burned_in(dataset, source)
     patient = _patient_key(dataset)
-    context = _Context(keys, keys.patient_pseudonym(patient), keys.date_shift_days(patient))
+    context = _Context(keys, keys.patient_pseudonym(patient), keys.date_shift_days(patient), plan())
     original_meta = getattr(dataset, "file_meta", None) or {}
     result = _clean(dataset, context)
     result.PatientName = context.pseudonym

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PHI", "find_phi", "find_phi_in_store", "phi_needles", "write_phi_copies"]
+__all__ = ["PHI", "UNKNOWN_TAG", "find_phi", "find_phi_in_store", "phi_needles", "write_phi_copies"]
 
 PHI = {
     "PatientName": "Quixbottom^Zenobia^Marigold",
@@ -27,7 +27,23 @@ PHI = {
     "OtherPatientID": "OTHERMRN-3390127",
     "NestedName": "Pemberton^Ottoline",
     "Private": "PRIVATE-PHI-7731958",
+    "DateTimeText": "20240317 Gribblethorpe^Ulrika MRN55012877",
+    "ScheduledStepComment": "COMMENT-Hollingsworth-4410927",
+    "AlternativeBirthDate": "ALTBIRTH-13560814-Hollingsworth",
+    "AlternativeDeathDate": "ALTDEATH-14010203-Hollingsworth",
+    "IssuerQualifier": "UEID-ISSUER-2271934",
+    "OrderPlacer": "ORDER-PLACER-8812739",
+    "UnknownTag": "UNKNOWN-TAG-6620114",
+    "VariablePixelData": "VARPIXEL-PHI-3391",
+    "ProcedureType": "PROCTYPE-Vandermolen-83",
+    "InterventionDrug": "DRUG-Zyquorafen-2217",
+    "NestedText2": "TEXT2-Ambrosius-77101",
+    "NestedText3": "TEXT3-Ambrosius-77102",
+    "KeptSequenceText": "KEPTSEQ-Wilberforce-5521",
 }
+
+UNKNOWN_TAG = 0x22222222
+"""An even-group tag no DICOM dictionary knows, where :func:`write_phi_copies` plants PHI."""
 
 
 def write_phi_copies(sources: Iterable[str | Path], folder: str | Path) -> list[Path]:
@@ -59,7 +75,7 @@ def write_phi_copies(sources: Iterable[str | Path], folder: str | Path) -> list[
         inner.PatientID = PHI["OtherPatientID"]
         inner.IssuerOfPatientID = PHI["InstitutionName"]
         dataset.OtherPatientIDsSequence = [inner]
-        procedure = Dataset()  # a sequence the profile keeps: its items are cleaned recursively
+        procedure = Dataset()  # a sequence Table E.1-1 does not list
         procedure.CodeValue = "PROC1"
         procedure.CodingSchemeDesignator = "99LOCAL"
         procedure.CodeMeaning = "procedure"
@@ -67,12 +83,52 @@ def write_phi_copies(sources: Iterable[str | Path], folder: str | Path) -> list[
         dataset.ProcedureCodeSequence = [procedure]
         block = dataset.private_block(0x0011, "PHI TEST CREATOR", create=True)
         block.add_new(0x01, "LO", PHI["Private"])
+        _plant_issue_examples(dataset, str(dataset.get("SOPClassUID", "")))
         for tag in [tag for tag in dataset.keys() if tag.group == 0x0000]:
             del dataset[tag]  # command elements some scanners leave cannot be written to a file
         target = folder / f"phi_{index:03d}_{Path(source).name}"
         dataset.save_as(target, enforce_file_format=True)
         copies.append(target)
     return copies
+
+
+def _item(**attributes):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    for keyword, value in attributes.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def _plant_issue_examples(dataset, sop_class_uid: str) -> None:
+    """Plant the values issue 12 found in the store after ingest under the old denylist."""
+    from pydicom.uid import generate_uid
+
+    dataset.AcquisitionDateTime = PHI["DateTimeText"]
+    dataset.CommentsOnTheScheduledProcedureStep = PHI["ScheduledStepComment"]
+    dataset.PatientBirthDateInAlternativeCalendar = PHI["AlternativeBirthDate"]
+    dataset.PatientDeathDateInAlternativeCalendar = PHI["AlternativeDeathDate"]
+    dataset.IssuerOfPatientIDQualifiersSequence = [_item(UniversalEntityID=PHI["IssuerQualifier"])]
+    dataset.OrderPlacerIdentifierSequence = [_item(LocalNamespaceEntityID=PHI["OrderPlacer"])]
+    dataset.add_new(UNKNOWN_TAG, "LO", PHI["UnknownTag"])
+    dataset.add_new(0x7F000010, "OW", PHI["VariablePixelData"].encode().ljust(18, b"\0"))
+    dataset.PerformedProcedureTypeDescription = PHI["ProcedureType"]
+    dataset.InterventionDrugName = PHI["InterventionDrug"]
+    deepest = _item(TextValue=PHI["NestedText3"])
+    middle = _item(TextValue=PHI["NestedText2"], AnatomicRegionSequence=[deepest])
+    dataset.ScheduledProcedureStepSequence = [_item(RequestedProcedureCodeSequence=[middle])]
+    referenced = generate_uid(entropy_srcs=[str(dataset.SOPInstanceUID), "referenced"])  # another instance
+    source = _item(
+        ReferencedSOPClassUID=sop_class_uid, ReferencedSOPInstanceUID=referenced, TextValue=PHI["KeptSequenceText"]
+    )
+    reference = _item(
+        ReferencedSOPClassUID=sop_class_uid,
+        ReferencedSOPInstanceUID=referenced,
+        TextValue=PHI["KeptSequenceText"],
+        SourceImageSequence=[source],  # a kept sequence inside a kept sequence
+    )
+    dataset.ReferencedImageSequence = [reference]
 
 
 def phi_needles() -> dict[str, list[bytes]]:

@@ -31,7 +31,7 @@ from support.servers import voila_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 LOAD_MS = 120_000
 JOB_MS = 300_000
 ROWS = ".imaging-record-table tbody tr"
