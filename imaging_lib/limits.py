@@ -9,6 +9,8 @@ from __future__ import annotations
 __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_KEY_LENGTH",
+    "MAX_LABEL_COMMENT_CHARS",
+    "MAX_LABEL_TEXT_CHARS",
     "SECRET_MIN_BYTES",
     "UPLOAD_LIMIT_BYTES",
     "WEBSOCKET_MAX_MESSAGE_SIZE",
@@ -28,3 +30,9 @@ MAX_KEY_LENGTH = 1024
 
 SECRET_MIN_BYTES = 16
 """Shortest de-identification key accepted."""
+
+MAX_LABEL_COMMENT_CHARS = 4000
+"""Longest comment of a label version or a review decision (characters)."""
+
+MAX_LABEL_TEXT_CHARS = 64
+"""Longest tool name of a label version (characters)."""
