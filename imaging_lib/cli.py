@@ -1,4 +1,4 @@
-"""The ``imaging-lab`` command line: ``ingest``, ``run``, ``report``, ``dashboard``, ``demo``, ``info``.
+"""The ``imaging-lab`` command line: ``ingest``, ``run``, ``report``, ``labels``, ``dashboard``, ``demo``, ``info``.
 
 Each subcommand parses its arguments here and calls one library function; the work
 itself lives in the library modules so notebooks and dashboards call the same code.
@@ -82,6 +82,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _cmd_labels_export(args: argparse.Namespace) -> int:
+    import json
+
+    from .store import Catalog, Store
+
+    manifest = Catalog(Store(args.store)).training_set()
+    text = json.dumps(manifest, indent=1, sort_keys=True)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        print(text)
+    classes = ", ".join(f"{label} {count}" for label, count in manifest["class_counts"].items()) or "no labels"
+    print(
+        f"{manifest['studies']} studies ({classes}), {manifest['patients']} patients, {manifest['masks']} masks; "
+        f"manifest_sha256 {manifest['manifest_sha256']}",
+        file=sys.stderr,
+    )
+    for item in manifest["skipped"]:
+        print(f"skipped {item['study_uid']} {item['version']}: {item['reason']}", file=sys.stderr)
+    return 0
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import serve_dashboard
 
@@ -138,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--cohort", action="store_true", help="make the cohort report")
     report.add_argument("--format", default="html,pdf", help="exports next to the notebook (default html,pdf)")
     report.set_defaults(func=_cmd_report)
+
+    labels = commands.add_parser("labels", help="reviewed labels: export the training manifest")
+    label_commands = labels.add_subparsers(dest="labels_command", required=True)
+    export = label_commands.add_parser(
+        "export",
+        help="write each study's latest accepted label version, with hashes and class counts, as JSON",
+        parents=[store],
+    )
+    export.add_argument("--out", default=None, help="file to write (default standard output)")
+    export.set_defaults(func=_cmd_labels_export)
 
     dashboard = commands.add_parser(
         "dashboard", help="serve the Voila dashboards behind a token and print the URL", parents=[store]

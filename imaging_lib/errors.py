@@ -17,9 +17,12 @@ __all__ = [
     "InsecureServing",
     "InvalidGeometry",
     "InvalidInput",
+    "InvalidLabel",
     "InvalidModelOutput",
     "InvalidModelSpec",
     "InvalidSeed",
+    "KeyExists",
+    "MaskGeometryMismatch",
     "MissingDependency",
     "ModelChecksumMismatch",
     "ModelError",
@@ -27,6 +30,7 @@ __all__ = [
     "RegionTooLarge",
     "ReportFailed",
     "SampleDataMissing",
+    "StaleLabelVersion",
     "UnreadableImage",
     "UnsupportedImage",
 ]
@@ -112,6 +116,49 @@ class MissingRecord(ImagingError, KeyError):
 
 class UnreadableRecord(ImagingError):
     """A stored JSON record exists but cannot be parsed."""
+
+
+class KeyExists(ImagingError, FileExistsError):
+    """A write that must create a new object found its key taken (another writer was first)."""
+
+
+class InvalidLabel(ImagingError):
+    """A label version is refused: an unknown label or version, a slice outside the study, a bad voxel diff."""
+
+
+class MaskGeometryMismatch(InvalidLabel, InvalidGeometry):
+    """A label mask's shape or affine differs from its study's volume, or its values are not 0-255 integers."""
+
+
+class StaleLabelVersion(ImagingError):
+    """A label version was saved on a parent that is no longer the study's latest version.
+
+    Someone else saved first. The edit is not lost: it is stored as a branch
+    (:attr:`branch`), listed in the study's history, and can be adopted with
+    :func:`imaging_lib.store.labels.revert` once its author has looked at :attr:`latest`.
+
+    Parameters
+    ----------
+    study_uid : str
+        The study.
+    parent : str or None
+        The version the edit was made on.
+    latest : str or None
+        The study's latest version now.
+    branch : str
+        The version under which the edit was kept.
+    """
+
+    def __init__(self, study_uid: str, parent: str | None, latest: str | None, branch: str) -> None:
+        self.study_uid, self.parent, self.latest, self.branch = study_uid, parent, latest, branch
+        super().__init__(
+            study_uid,
+            f"edit made on version {parent or '(none)'} but the latest version is now {latest}: "
+            f"someone saved first; your edit is kept as branch {branch}",
+        )
+
+    def __reduce__(self):  # keep the four arguments through pickling
+        return (type(self), (self.study_uid, self.parent, self.latest, self.branch))
 
 
 class BurnedInAnnotation(ImagingError):

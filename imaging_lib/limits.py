@@ -11,6 +11,8 @@ __all__ = [
     "DEID_MAX_SEQUENCE_DEPTH",
     "MAX_IMAGE_BYTES",
     "MAX_KEY_LENGTH",
+    "MAX_LABEL_COMMENT_CHARS",
+    "MAX_LABEL_TEXT_CHARS",
     "MODEL_INPUT_MAX_VALUES",
     "MODEL_SPEC_MAX_BYTES",
     "MODEL_WEIGHTS_MAX_BYTES",
@@ -52,3 +54,9 @@ DEID_MAX_SEQUENCE_DEPTH = 8
 Kept sequences nest two deep in real images (per-frame functional group > plane
 position sequence); the bound stops a crafted file from driving the recursion.
 """
+
+MAX_LABEL_COMMENT_CHARS = 4000
+"""Longest comment of a label version or a review decision (characters)."""
+
+MAX_LABEL_TEXT_CHARS = 64
+"""Longest tool name of a label version (characters)."""

@@ -1,12 +1,15 @@
 """CatalogPanel: the study browser of the dashboards.
 
 A sortable, filterable table of the store's studies (date, modality, description,
-prediction, probability, job status); selecting a study opens it in a
-:class:`~widgets.papaya.PapayaViewer` with its LIME heat map and saved segmentations as
-overlays, on the most suspicious slice. Beside the viewer: the prediction with its
-provenance, the quantification of its saved masks, and downloads of its reports (HTML,
-PDF), of the de-identified volume, heat map and masks. Clicking in the viewer segments
-from the clicked voxel (:class:`~widgets.segment_panel.SegmentPanel`), saving the mask.
+prediction, probability, review status, job status), with a filter on the review status
+("needs review"...); selecting a study opens it in a :class:`~widgets.papaya.PapayaViewer`
+with its LIME heat map, saved segmentations and latest label mask as overlays, on the
+most suspicious slice. Beside the viewer: the review (:class:`~widgets.review_panel.ReviewPanel`:
+accept or reject the prediction, label the study and the current slice, mark a mask
+reviewed, the label history), the prediction with its provenance, the quantification of
+its saved masks, and downloads of its reports (HTML, PDF), of the de-identified volume,
+heat map and masks. Clicking in the viewer segments from the clicked voxel
+(:class:`~widgets.segment_panel.SegmentPanel`), saving the mask.
 
 The table is built by pure functions over the catalog's DataFrames
 (:func:`study_table`, :func:`prediction_html`, :func:`quantification_table`); the
@@ -23,14 +26,16 @@ from typing import Any
 import ipywidgets
 import pandas as pd
 
-from imaging_lib.store import records
+from imaging_lib.store import records, review
 from imaging_lib.store.catalog import Catalog, job_status_by_study, latest_per_study
+from imaging_lib.store.labels import latest_label
 
 from .download_button import DownloadButton
 from .record_table import RecordTable, filter_records
 
 __all__ = [
     "HEATMAP_OVERLAY",
+    "LABEL_OVERLAY",
     "STUDY_COLUMNS",
     "CatalogPanel",
     "StudyDetail",
@@ -45,11 +50,14 @@ STUDY_COLUMNS = (
     {"name": "description", "label": "Description"},
     {"name": "prediction", "label": "Prediction"},
     {"name": "probability", "label": "Probability", "format": "percent"},
+    {"name": "review_status", "label": "Review"},
     {"name": "job_status", "label": "Job status"},
     {"name": "patient_pseudonym", "label": "Patient (pseudonym)"},
 )
 #: Name of the heat map overlay in the viewer.
 HEATMAP_OVERLAY = "LIME heat map"
+#: Name of the latest label version's mask overlay in the viewer.
+LABEL_OVERLAY = "label mask"
 #: Fraction of the heat map's peak below which it is transparent: only the regions that
 #: pushed the prediction most are coloured, the rest of the scan stays readable.
 HEATMAP_FLOOR = 0.25
@@ -148,6 +156,10 @@ class StudyDetail(ipywidgets.VBox):
         Its report keys in the store.
     client : distributed.Client, optional
         Where clicks are segmented (see :class:`~widgets.segment_panel.SegmentPanel`).
+    user : str, optional
+        Who reviews (see :class:`~widgets.review_panel.ReviewPanel`).
+    on_review : callable, optional
+        Called with each label version the review saves.
     """
 
     def __init__(
@@ -158,8 +170,12 @@ class StudyDetail(ipywidgets.VBox):
         segmentations: pd.DataFrame,
         report_keys: list[str],
         client: Any = None,
+        *,
+        user: str | None = None,
+        on_review: Any = None,
     ) -> None:
         from .papaya import PapayaViewer
+        from .review_panel import ReviewPanel
         from .segment_panel import SegmentPanel
 
         self.study_uid = str(study["study_uid"])
@@ -181,6 +197,11 @@ class StudyDetail(ipywidgets.VBox):
         for record in segmentations.to_dict("records"):
             self.viewer.add_overlay(
                 store.read_volume(record["mask_key"]), lut="Green Overlay", alpha=0.5, name=f"saved {record['seg_id']}"
+            )
+        label = latest_label(store, self.study_uid)
+        if label and label.get("mask"):
+            self.viewer.add_overlay(
+                store.read_volume(label["mask"]["key"]), lut="Blue Overlay", alpha=0.5, name=LABEL_OVERLAY
             )
         if result:
             shape = volume.array.shape
@@ -209,9 +230,18 @@ class StudyDetail(ipywidgets.VBox):
             ),
             *(DownloadButton(store, key, f"Report {posixpath.basename(key)}") for key in report_keys),
         ]
+        self.review = ReviewPanel(
+            store,
+            self.study_uid,
+            viewer=self.viewer,
+            masks={f"saved {r['seg_id']}": r["mask_key"] for r in segmentations.to_dict("records")},
+            user=user,
+            on_saved=on_review,
+        )
         title = ipywidgets.HTML(f"<h3 class='study-title'>Study {html.escape(self.study_uid)}</h3>")
         side = ipywidgets.VBox(
             [
+                self.review,
                 ipywidgets.HTML("<h4>Prediction</h4>" + prediction_html(result)),
                 ipywidgets.HTML("<h4>Saved segmentations</h4>" + quantification),
                 ipywidgets.HTML("<h4>Reports and downloads</h4>"),
@@ -232,14 +262,20 @@ class CatalogPanel(ipywidgets.VBox):
     client : distributed.Client, optional
         Where clicks in the viewer are segmented; default :func:`imaging_lib.jobs.get_client`
         at the first click (no cluster is made on page load).
+    user : str, optional
+        Who reviews: the dashboard's user (default :func:`imaging_lib.store.records.current_user`).
     """
 
-    def __init__(self, store: Any, *, client: Any = None) -> None:
+    def __init__(self, store: Any, *, client: Any = None, user: str | None = None) -> None:
         self.store = store
         self.catalog = Catalog(store)
         self.client = client
+        self.user = user
         self.modality = ipywidgets.Dropdown(description="Modality", options=[ALL], value=ALL)
         self.prediction = ipywidgets.Dropdown(description="Prediction", options=[ALL], value=ALL)
+        self.review_status = ipywidgets.Dropdown(
+            description="Review", options=[ALL, *review.REVIEW_STATUSES], value=ALL
+        )
         self.search = ipywidgets.Text(placeholder="search any column", continuous_update=True)
         self.refresh_button = ipywidgets.Button(description="Refresh", icon="refresh")
         self.count = ipywidgets.HTML()
@@ -255,9 +291,12 @@ class CatalogPanel(ipywidgets.VBox):
         self.results = pd.DataFrame()
         self.segmentations = pd.DataFrame()
         self.all_rows = pd.DataFrame()
-        filters = ipywidgets.HBox([self.modality, self.prediction, self.search, self.refresh_button, self.count])
+        filters = ipywidgets.HBox(
+            [self.modality, self.prediction, self.review_status, self.search, self.refresh_button, self.count],
+            layout=ipywidgets.Layout(flex_flow="row wrap"),
+        )
         super().__init__([filters, self.table, self.detail])
-        for control in (self.modality, self.prediction, self.search):
+        for control in (self.modality, self.prediction, self.review_status, self.search):
             control.observe(self._apply_filters, names="value")
         self.refresh_button.on_click(lambda _button: self.refresh())
         self.table.observe(self._on_select, names="selected")
@@ -284,6 +323,7 @@ class CatalogPanel(ipywidgets.VBox):
         equals = {
             "modality": None if self.modality.value == ALL else self.modality.value,
             "prediction": None if self.prediction.value == ALL else self.prediction.value,
+            "review_status": None if self.review_status.value == ALL else self.review_status.value,
         }
         shown = filter_records(self.all_rows, equals, self.search.value)
         self.table.set_records(shown)
@@ -312,6 +352,9 @@ class CatalogPanel(ipywidgets.VBox):
             else pd.DataFrame(columns=["seg_id", "mask_key"])
         )
         reports = [key for key in self.catalog.report_files(study_uid) if key.endswith((".html", ".pdf"))]
-        detail = StudyDetail(self.store, study, result, segmentations, reports, self.client)
+        detail = StudyDetail(
+            self.store, study, result, segmentations, reports, self.client,
+            user=self.user, on_review=lambda _record: self.refresh(),
+        )  # fmt: skip
         self.detail.children = [detail]
         return detail

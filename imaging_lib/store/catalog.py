@@ -11,7 +11,9 @@ key listed in :attr:`Catalog.unreadable`, so one damaged object never hides the 
 It also answers what callers used to compute themselves: the study UIDs, a study's latest
 result, which studies have a result of a model (:meth:`Catalog.studies_with_result`, the
 one definition of "has a result": same model id *and* checksum), the job records and each
-study's state in the latest batch.
+study's state in the latest batch. Over the label versions (:mod:`imaging_lib.store.labels`)
+it gives each study's review status (a column of :meth:`Catalog.studies`, and a filter),
+the landing page's counts and the training manifest (:meth:`Catalog.training_set`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import layout, records
+from . import layout, records, review
 from .objects import Store
 
 __all__ = [
     "JOB_COLUMNS",
+    "LABEL_COLUMNS",
     "QUARANTINE_COLUMNS",
     "REPORT_COLUMNS",
     "RESULT_COLUMNS",
@@ -51,6 +54,8 @@ STUDY_COLUMNS = [
     "spacing",
     "volume_key",
     "series_count",
+    "review_status",
+    "study_label",
     *_PROVENANCE_COLUMNS,
 ]
 RESULT_COLUMNS = [
@@ -80,6 +85,10 @@ JOB_COLUMNS = [
     "error_count",
     "dashboard_link",
     *_PROVENANCE_COLUMNS,
+]
+LABEL_COLUMNS = [
+    *("study_uid", "version", "parent", "branch", "tool", "verdict", "study_label", "slice_labels", "mask_key"),
+    *("mask_reviewed", "accepted", "comment", "content_sha256", "record_key", *_PROVENANCE_COLUMNS),
 ]
 QUARANTINE_COLUMNS = ["record_key", "error", "reason", "content_digest", "size", "created_at"]
 _TIMES = ("created_at", "updated_at", "finished_at")
@@ -132,17 +141,22 @@ class Catalog:
     Attributes
     ----------
     unreadable : list of str
-        Keys of records skipped by the last read because they are not JSON objects.
+        Keys of records skipped because they are not JSON objects, from the last read of
+        each record folder (a study listing also reads results and labels).
     """
 
     def __init__(self, store: Store | str | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
-        self.unreadable: list[str] = []
+        self._unreadable: dict[str, list[str]] = {}
         self._cache: dict[str, tuple[str, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Catalog({self.store!r})"
+
+    @property
+    def unreadable(self) -> list[str]:
+        return sorted({key for keys in self._unreadable.values() for key in keys})
 
     # ------------------------------------------------------------------ reading
     def records(self, kind: str, **fields: str) -> dict[str, dict[str, Any]]:
@@ -169,7 +183,7 @@ class Catalog:
             for key, data in self.store.read_many(stale, skip_missing=True).items():
                 self._cache[key] = (versions[key], self._decode(kind, key, data))
             found = {key: self._cache[key][1] for key in versions if key in self._cache}
-        self.unreadable = [key for key, record in found.items() if record is None]
+        self._unreadable[layout.prefix(kind, **fields)] = [key for key, record in found.items() if record is None]
         return {key: record for key, record in found.items() if record is not None}
 
     @staticmethod
@@ -208,8 +222,9 @@ class Catalog:
         date_to: str | dt.date | None = None,
         prediction: str | None = None,
         model_id: str | None = None,
+        review_status: str | None = None,
     ) -> pd.DataFrame:
-        """One row per study, sorted by (shifted) study date then UID.
+        """One row per study, sorted by (shifted) study date then UID, with its review status.
 
         Parameters
         ----------
@@ -222,12 +237,16 @@ class Catalog:
             Keep studies with a result of this label (from ``model_id`` if given).
         model_id : str, optional
             The model whose predictions ``prediction`` looks at.
+        review_status : str, optional
+            Keep studies of this review status (:data:`imaging_lib.store.review.REVIEW_STATUSES`),
+            e.g. ``"needs review"``.
 
         Returns
         -------
         pandas.DataFrame
-            Columns :data:`STUDY_COLUMNS` (``study_date`` as a timestamp), then the other
-            fields of the records (``series`` kept as a list of dicts).
+            Columns :data:`STUDY_COLUMNS` (``study_date`` as a timestamp; ``review_status``;
+            ``study_label`` of the latest label version), then the other fields of the
+            records (``series`` kept as a list of dicts).
         """
         rows = []
         for key, record in self.records("study_record").items():
@@ -240,6 +259,12 @@ class Catalog:
             rows.append(row)
         frame = _frame(rows, STUDY_COLUMNS)
         frame["study_date"] = pd.to_datetime(frame["study_date"], errors="coerce")
+        latest = review.latest_versions(self.label_histories())
+        results = self.latest_results()
+        frame["review_status"] = [review.review_status(latest.get(u), results.get(u)) for u in frame["study_uid"]]
+        frame["study_label"] = frame["study_uid"].map(lambda uid: latest.get(uid, {}).get("study_label"))
+        if review_status is not None:
+            frame = frame[frame["review_status"] == review_status]
         if modality is not None:
             wanted = [modality] if isinstance(modality, str) else list(modality)
             frame = frame[frame["modality"].isin(wanted)]
@@ -282,12 +307,19 @@ class Catalog:
 
     def latest_result(self, study_uid: str, model_id: str | None = None) -> dict[str, Any] | None:
         """The study's most recent result record (of ``model_id`` if given), or None."""
-        found = [
-            record
-            for record in self.records("result_record", study_uid=study_uid).values()
+        found = review.newest(
+            (key, record)
+            for key, record in self.records("result_record", study_uid=study_uid).items()
             if model_id is None or record.get("model_id") == model_id
-        ]
-        return max(found, key=lambda r: str(r.get("provenance", {}).get("created_at", "")), default=None)
+        )
+        return dict(found[1]) if found else None
+
+    def latest_results(self, study_uid: str | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Each study's most recent result (any model) as ``(record_key, record)``, by study UID."""
+        by_study: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for key, record in self.records("result_record", **({"study_uid": study_uid} if study_uid else {})).items():
+            by_study.setdefault(layout.parse_as("result_record", key).study_uid, []).append((key, record))
+        return {uid: (item[0], dict(item[1])) for uid, items in by_study.items() if (item := review.newest(items))}
 
     def studies_with_result(
         self, model_id: str, model_checksum: str, study_uids: Iterable[str] | None = None
@@ -341,6 +373,55 @@ class Catalog:
     def report_files(self, study_uid: str) -> list[str]:
         """Keys of the stored report files (ipynb, html, pdf) of a study, or of ``"cohort"``, sorted."""
         return self.store.list(layout.report_prefix(study_uid))
+
+    # ------------------------------------------------------------------ labels and review
+    def label_histories(self, study_uid: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Each study's label versions in history order (see :func:`imaging_lib.store.review.label_versions`)."""
+        return review.label_versions(self.records("label_record", **({"study_uid": study_uid} if study_uid else {})))
+
+    def labels(self, *, study_uid: str | None = None) -> pd.DataFrame:
+        """One row per label version (branches included), by study and in history order.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns :data:`LABEL_COLUMNS`: ``verdict`` of its decision, ``mask_key`` and
+            ``mask_reviewed`` of its mask, ``accepted`` (fit for training), then the other fields.
+        """
+        rows = []
+        for _uid, history in sorted(self.label_histories(study_uid).items()):
+            for record in history:
+                row = _row(record["record_key"], record)
+                mask = record.get("mask") or {}
+                row.update(
+                    verdict=(record.get("decision") or {}).get("verdict"),
+                    mask_key=mask.get("key"),
+                    mask_reviewed=mask.get("reviewed") if mask else None,
+                    accepted=review.is_accepted(record),
+                )
+                rows.append(row)
+        return _frame(rows, LABEL_COLUMNS)
+
+    def review_counts(self) -> dict[str, int]:
+        """What the landing page shows: ``studies``, ``predicted`` and the studies of each review status."""
+        frame = self.studies()
+        return review.review_counts(dict(zip(frame["study_uid"], frame["review_status"])))
+
+    def training_set(self) -> dict[str, Any]:
+        """The manifest of reviewed labels training reads: each study's latest accepted version.
+
+        Returns
+        -------
+        dict
+            :func:`imaging_lib.store.records.training_manifest`: entries with the study
+            label, slice labels, mask key and hash, content hash and patient pseudonym;
+            the labels skipped and why (a missing study or mask); class counts; and
+            ``manifest_sha256``.
+        """
+        studies = {layout.parse_as("study_record", key).study_uid: r for key, r in self.records("study_record").items()}
+        stored_masks = set(self.store.list(layout.prefix("label_mask")))
+        entries, skipped = review.training_entries(self.label_histories(), studies, stored_masks)
+        return records.training_manifest(entries, skipped, store_url=self.store.url)
 
     # ------------------------------------------------------------------ jobs
     def job_records(self, kind: str | None = None) -> list[dict[str, Any]]:

@@ -8,10 +8,12 @@ The layout::
     records/results/<study_uid>/<model_id>.json      prediction with provenance
     records/segmentations/<study_uid>/<seg_id>.json  quantification of a mask
     records/reports/<study_uid>/<report_name>.json   what a report was made from
+    records/labels/<study_uid>/<version>.json        one version of a study's labels (never overwritten)
     records/jobs/<job_id>.json                       state of a job
     records/quarantine/<name>.json                   why an input was refused
     explanations/<study_uid>/<model_id>.nii.gz       LIME heat map on the study's geometry
     segmentations/<study_uid>/<seg_id>.nii.gz        masks
+    labels/<study_uid>/<mask_sha256>.nii.gz          label masks, addressed by their voxels' SHA-256
     reports/<study_uid>/<report_name>.<extension>    html, pdf, ipynb
 
 Each kind of key is one :class:`KeyPattern`; :func:`build` assembles a key from its
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "JOB_RECORDS",
     "KEY_PATTERNS",
+    "LABEL_RECORDS",
     "QUARANTINE_RECORDS",
     "RECORD_KINDS",
     "REPORT_RECORDS",
@@ -38,6 +41,8 @@ __all__ = [
     "build",
     "explanation_key",
     "job_record_key",
+    "label_mask_key",
+    "label_record_key",
     "parse",
     "parse_as",
     "prefix",
@@ -119,10 +124,12 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern("result_record", "records/results/{study_uid}/{model_id}.json"),
     KeyPattern("segmentation_record", "records/segmentations/{study_uid}/{seg_id}.json"),
     KeyPattern("report_record", "records/reports/{study_uid}/{report_name}.json"),
+    KeyPattern("label_record", "records/labels/{study_uid}/{version}.json"),
     KeyPattern("job_record", "records/jobs/{job_id}.json"),
     KeyPattern("quarantine_record", "records/quarantine/{name}.json"),
     KeyPattern("explanation", "explanations/{study_uid}/{model_id}.nii.gz"),
     KeyPattern("segmentation", "segmentations/{study_uid}/{seg_id}.nii.gz"),
+    KeyPattern("label_mask", "labels/{study_uid}/{mask_sha256}.nii.gz"),
     KeyPattern("report", "reports/{study_uid}/{report_name}.{extension}"),
 )
 """Every kind of key, most specific first (``parse`` takes the first that matches)."""
@@ -224,6 +231,7 @@ STUDY_RECORDS = _BY_KIND["study_record"].prefix
 RESULT_RECORDS = _BY_KIND["result_record"].prefix
 SEGMENTATION_RECORDS = _BY_KIND["segmentation_record"].prefix
 REPORT_RECORDS = _BY_KIND["report_record"].prefix
+LABEL_RECORDS = _BY_KIND["label_record"].prefix
 JOB_RECORDS = _BY_KIND["job_record"].prefix
 QUARANTINE_RECORDS = _BY_KIND["quarantine_record"].prefix
 
@@ -261,6 +269,16 @@ def segmentation_record_key(study_uid: str, seg_id: str) -> str:
 def report_record_key(study_uid: str, report_name: str) -> str:
     """Key of the record of one report; ``study_uid`` is ``"cohort"`` for cohort reports."""
     return build("report_record", study_uid=study_uid, report_name=report_name)
+
+
+def label_record_key(study_uid: str, version: str) -> str:
+    """Key of one label version of a study (``v000003``, or a branch ``v000003-branch-1a2b3c4d``)."""
+    return build("label_record", study_uid=study_uid, version=version)
+
+
+def label_mask_key(study_uid: str, mask_sha256: str) -> str:
+    """Key of a label mask, named by the SHA-256 of its voxels (one object however many versions use it)."""
+    return build("label_mask", study_uid=study_uid, mask_sha256=mask_sha256)
 
 
 def job_record_key(job_id: str) -> str:

@@ -35,12 +35,13 @@ import io
 import json
 import os
 import re
+import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 from .. import settings
-from ..errors import MissingDependency, MissingRecord, UnreadableRecord
+from ..errors import KeyExists, MissingDependency, MissingRecord, UnreadableRecord
 from ..limits import MAX_KEY_LENGTH
 from ..volume import Volume
 
@@ -60,6 +61,7 @@ ZONAL_PROBE_ENV = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _TEMP_PREFIX = ".tmp-"
+_CREATE_LOCK = threading.Lock()  # makes memory://'s check-then-write atomic within a process
 
 
 def validate_key(key: str, *, allow_empty: bool = False) -> str:
@@ -257,19 +259,8 @@ class Store:
         """
         path = self._path(key)
         if self.is_local:
-            folder, name = os.path.split(path)
-            os.makedirs(folder, exist_ok=True)
-            temporary = os.path.join(folder, f"{_TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
-            try:
-                with open(temporary, "xb") as handle:
-                    yield handle
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(temporary)
-                raise
+            with _local_write(path, os.replace) as handle:
+                yield handle
         else:
             buffer = io.BytesIO()
             yield buffer
@@ -279,6 +270,40 @@ class Store:
         """Write ``data`` to ``key`` atomically (see :meth:`open_write`)."""
         with self.open_write(key) as handle:
             handle.write(data)
+
+    def create_bytes(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` to ``key`` only if no object is there: the first of concurrent writers wins.
+
+        Local stores write a hidden temporary file and hard-link it to the key
+        (:func:`os.link` fails if the key exists, atomically, across processes); ``gs://``
+        uploads with the precondition ``ifGenerationMatch=0``, which GCS checks atomically;
+        ``memory://`` checks under a process-wide lock. (``gcp-storage-emulator`` ignores
+        preconditions: against it only a key that exists before the write is refused.)
+
+        Raises
+        ------
+        KeyExists
+            If ``key`` already holds an object; it is left unchanged.
+        ValueError
+            If the key is invalid.
+        """
+        path = self._path(key)
+        try:
+            if self.is_local:
+                with _local_write(path, os.link) as handle:
+                    handle.write(data)
+                return
+            with _CREATE_LOCK:
+                if self.exists(key):
+                    raise FileExistsError(path)
+                self.fs.pipe_file(path, bytes(data), mode="create")
+                self.fs.invalidate_cache(path)
+        except FileExistsError:
+            raise KeyExists(key, "an object already exists under this key") from None
+
+    def create_json(self, key: str, record: Any) -> None:
+        """Write a JSON object to ``key`` only if no object is there (see :meth:`create_bytes`)."""
+        self.create_bytes(key, _json_bytes(record))
 
     def write_many(self, objects: Mapping[str, bytes]) -> None:
         """Write several objects, each atomically; concurrently on object stores.
@@ -422,7 +447,7 @@ class Store:
     # ------------------------------------------------------------------ JSON
     def write_json(self, key: str, record: Any) -> None:
         """Write a JSON-serialisable object to ``key`` atomically (UTF-8, sorted keys)."""
-        self.write_bytes(key, json.dumps(record, indent=1, sort_keys=True, allow_nan=False).encode("utf-8"))
+        self.write_bytes(key, _json_bytes(record))
 
     def read_json(self, key: str) -> Any:
         """Read a JSON record.
@@ -492,12 +517,38 @@ class Store:
         return {name: value for name, value in records.series_metadata(study, key).items() if value is not None}
 
 
+@contextlib.contextmanager
+def _local_write(path: str, publish: Callable[[str, str], None]) -> Iterator[BinaryIO]:
+    """Stream into a hidden temporary file next to ``path``, sync it, then ``publish(temporary, path)``.
+
+    The temporary file is removed whatever happens; ``publish`` is :func:`os.replace`
+    (overwrite) or :func:`os.link` (create only, ``FileExistsError`` if ``path`` exists).
+    """
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f"{_TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
+    try:
+        with open(temporary, "xb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
 def _version_token(info: Mapping[str, Any]) -> str:
     """A token of one listed object's version: the backend's generation or time, and its size."""
     for name in ("generation", "mtime", "updated", "created", "LastModified"):
         if info.get(name) is not None:
             return f"{info[name]}:{info.get('size')}"
     return f"?:{info.get('size')}"
+
+
+def _json_bytes(record: Any) -> bytes:
+    """How records are stored: UTF-8 JSON with sorted keys, no NaN."""
+    return json.dumps(record, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
 
 
 def _parse_json(key: str, data: bytes) -> Any:

@@ -93,6 +93,24 @@ def test_filters_and_sorting(panel):
     panel.search.value = ""
 
 
+def test_the_review_column_and_filter_show_the_predictions_awaiting_review(panel):
+    assert {row["review_status"] for row in panel.table.rows} == {"needs review"}
+    assert "needs review" in panel.review_status.options and "rejected" in panel.review_status.options
+    panel.review_status.value = "rejected"
+    assert panel.table.rows == [] and "0 of 4" in panel.count.value
+    panel.review_status.value = "needs review"
+    assert len(panel.table.rows) == 4
+    panel.review_status.value = "All"
+
+
+def test_an_opened_study_has_its_review_on_the_current_slice(panel, brain_uid):
+    detail = panel.open_study(brain_uid)
+    assert detail.review.study_uid == brain_uid and detail.review.viewer is detail.viewer
+    assert "data-status='needs review'" in detail.review.status.value
+    assert f"data-slice='{detail.viewer.coordinate['ijk'][2]}'" in detail.review.slice_info.value
+    assert not detail.review.reject_button.disabled
+
+
 def test_selecting_a_study_shows_heat_map_on_the_most_suspicious_slice(panel, demo_store, brain_uid):
     panel.table.selected = brain_uid  # what a row click does
     detail = panel.detail.children[0]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import ClassVar
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from imaging_lib import sample_data
+from imaging_lib.errors import StaleLabelVersion
 from imaging_lib.ingestion.batch import ingest
-from imaging_lib.store import layout
-from imaging_lib.store.catalog import RESULT_COLUMNS, STUDY_COLUMNS, Catalog, job_status_by_study
+from imaging_lib.store import layout, review
+from imaging_lib.store.catalog import LABEL_COLUMNS, RESULT_COLUMNS, STUDY_COLUMNS, Catalog, job_status_by_study
+from imaging_lib.store.labels import save_label_version
 from imaging_lib.store.objects import Store
+from imaging_lib.volume import Volume
+from support.reviewed import copy_store, predicted_brain_store, record_prediction
 
 SECRET = "catalog-test-secret-0123456789"
 
@@ -220,3 +226,97 @@ def test_the_latest_batch_decides_a_studys_job_status():
     }
     report = {"kind": "report", "created_at": "2024-03-01T00:00:00", "items": {"a": {"state": "failed"}}}
     assert job_status_by_study([new, report, old]) == {"a": "running", "b": "done", "c": "done"}
+
+
+# ---------------------------------------------------------------------------- review and labels
+@pytest.fixture(scope="module")
+def predicted_source(tmp_path_factory):
+    return predicted_brain_store(tmp_path_factory.mktemp("catalog-review"))
+
+
+@pytest.fixture
+def predicted(predicted_source, tmp_path):
+    """(store, brain study UID, CT study UID): the predicted brain MR and an unpredicted CT, fresh per test."""
+    store = copy_store(predicted_source[0], Store(tmp_path / "store"))
+    summary = ingest([sample_data.pydicom_file("CT_small.dcm")], store, secret=SECRET, progress=False)
+    return store, predicted_source[1], summary.ingested[0]["study_uid"]
+
+
+def _statuses(catalog: Catalog) -> dict[str, str]:
+    return catalog.studies().set_index("study_uid")["review_status"].to_dict()
+
+
+def test_review_status_column_filter_and_counts(predicted):
+    store, brain, ct = predicted
+    catalog = Catalog(store)
+    assert _statuses(catalog) == {brain: review.NEEDS_REVIEW, ct: review.NOT_REVIEWED}
+    assert list(catalog.studies(review_status="needs review")["study_uid"]) == [brain]
+    save_label_version(store, brain, parent=None, decision="rejected", comment="artefact")
+    save_label_version(store, ct, parent=None, study_label="no_lesion")
+    studies = catalog.studies().set_index("study_uid")
+    assert studies.at[brain, "review_status"] == review.REJECTED and studies.at[ct, "review_status"] == review.LABELLED
+    assert studies.at[ct, "study_label"] == "no_lesion"
+    assert catalog.studies(review_status="needs review").empty
+    assert list(catalog.studies(review_status="rejected")["study_uid"]) == [brain]
+    counts = catalog.review_counts()
+    assert counts["studies"] == 2 and counts["predicted"] == 1 and counts["rejected"] == 1
+    assert counts["needs review"] == counts["accepted"] == 0 and counts["labelled"] == 1
+    record_prediction(store, brain)  # the model predicts again: a new result nobody has reviewed
+    assert _statuses(catalog)[brain] == review.NEEDS_REVIEW
+    save_label_version(store, brain, parent="v000001", decision="accepted")
+    assert _statuses(catalog)[brain] == review.ACCEPTED and catalog.review_counts()["accepted"] == 1
+
+
+def test_labels_frame_lists_every_version_with_its_verdict_and_acceptance(predicted):
+    store, brain, _ct = predicted
+    catalog = Catalog(store)
+    assert list(catalog.labels().columns[: len(LABEL_COLUMNS)]) == LABEL_COLUMNS and catalog.labels().empty
+    save_label_version(store, brain, parent=None, decision="rejected", tool="review-panel")
+    with pytest.raises(StaleLabelVersion):
+        save_label_version(store, brain, parent=None, study_label="lesion", comment="late")
+    frame = catalog.labels(study_uid=brain)
+    assert list(frame["branch"]) == [False, True] and list(frame["comment"]) == ["", "late"]
+    assert frame["verdict"].iloc[0] == "rejected" and pd.isna(frame["verdict"].iloc[1])  # the branch began afresh
+    assert list(frame["accepted"]) == [True, True] and frame["created_by"].notna().all()
+
+
+def _brain_mask(store: Store, uid: str) -> Volume:
+    volume = store.read_volume(Catalog(store).studies().set_index("study_uid").at[uid, "volume_key"])
+    array = np.zeros(volume.shape[:3], dtype=np.uint8)
+    array[60:90, 70:100, 9:11] = 1
+    return Volume(array, volume.affine)
+
+
+def test_training_set_holds_each_studys_latest_accepted_version(predicted):
+    store, brain, ct = predicted
+    catalog = Catalog(store)
+    empty = catalog.training_set()
+    assert empty["studies"] == 0 and empty["class_counts"] == {} and empty["entries"] == []
+    first = save_label_version(store, brain, parent=None, decision="rejected", slice_labels={10: "no_lesion"})
+    save_label_version(store, brain, parent="v000001", mask=_brain_mask(store, brain), tool="brush")  # not checked yet
+    manifest = catalog.training_set()
+    (entry,) = manifest["entries"]
+    assert (entry["version"], entry["latest_version"], entry["mask_key"]) == ("v000001", "v000002", None)
+    assert entry["study_label"] == first["study_label"] and entry["slice_labels"] == {"10": "no_lesion"}
+    assert entry["content_sha256"] == first["content_sha256"] and entry["patient_pseudonym"].startswith("ANON-")
+    assert entry["split_group"] == entry["patient_pseudonym"]
+    assert manifest["class_counts"] == {first["study_label"]: 1} and manifest["slice_class_counts"] == {"no_lesion": 1}
+
+    checked = save_label_version(store, brain, parent="v000002", mask_reviewed=True, tool="review-panel")
+    save_label_version(store, ct, parent=None, study_label="lesion", slice_labels={0: "lesion"})
+    manifest = catalog.training_set()
+    assert manifest == {**catalog.training_set(), "provenance": manifest["provenance"]}  # same labels, same manifest
+    by_study = {e["study_uid"]: e for e in manifest["entries"]}
+    assert by_study[brain]["version"] == "v000003" and by_study[brain]["mask_key"] == checked["mask"]["key"]
+    assert by_study[brain]["mask_sha256"] == checked["mask"]["sha256"] and store.exists(checked["mask"]["key"])
+    assert manifest["studies"] == manifest["patients"] == 2 and manifest["masks"] == 1
+    assert manifest["class_counts"] == dict(sorted(Counter([first["study_label"], "lesion"]).items()))
+    assert manifest["manifest_sha256"] != empty["manifest_sha256"]
+
+    store.delete(layout.study_record_key(ct))  # a label now points at a missing study
+    after = catalog.training_set()
+    assert [e["study_uid"] for e in after["entries"]] == [brain]
+    assert after["skipped"] == [{"study_uid": ct, "version": "v000001", "reason": after["skipped"][0]["reason"]}]
+    assert "study record is missing" in after["skipped"][0]["reason"]
+    store.delete(checked["mask"]["key"])  # and a mask is gone
+    assert "missing from the store" in {s["study_uid"]: s["reason"] for s in catalog.training_set()["skipped"]}[brain]

@@ -18,6 +18,8 @@ VALUES = {
     "extension": "pdf",
     "job_id": "batch-20260101T000000-abcd1234",
     "name": "0" * 64,
+    "version": "v000003-branch-1a2b3c4d",
+    "mask_sha256": "ab" * 32,
 }
 
 
@@ -41,6 +43,8 @@ def test_the_named_builders_agree_with_the_table():
     assert layout.report_record_key("cohort", "cohort_report") == "records/reports/cohort/cohort_report.json"
     assert layout.parse(layout.explanation_key(UID, "m")).kind == "explanation"
     assert layout.parse(layout.segmentation_key(UID, "s")).kind == "segmentation"
+    assert layout.label_record_key(UID, "v000001") == f"records/labels/{UID}/v000001.json"
+    assert layout.label_mask_key(UID, "ab" * 32) == f"labels/{UID}/{'ab' * 32}.nii.gz"
 
 
 def test_prefixes_narrow_by_leading_fields():

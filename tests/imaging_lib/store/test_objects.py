@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from imaging_lib.errors import MissingRecord, UnreadableRecord
+from imaging_lib.errors import KeyExists, MissingRecord, UnreadableRecord
 from imaging_lib.store.objects import Store
 from imaging_lib.volume import Volume
 
@@ -134,6 +134,40 @@ def test_concurrent_writers_and_readers_see_only_whole_objects(store):
     assert seen and all(data in versions for data in seen)
     assert store.read_bytes("shared/object.bin") in versions
     assert store.list() == ["shared/object.bin"]
+
+
+def test_create_writes_only_where_no_object_is(store):
+    store.create_json("records/labels/s/v000001.json", {"by": "first"})
+    with pytest.raises(KeyExists, match="already exists"):
+        store.create_json("records/labels/s/v000001.json", {"by": "second"})
+    with pytest.raises(KeyExists):
+        store.create_bytes("records/labels/s/v000001.json", b"anything")
+    assert store.read_json("records/labels/s/v000001.json") == {"by": "first"}
+    store.create_json("records/labels/s/v000002.json", {"by": "second"})
+    assert store.list() == ["records/labels/s/v000001.json", "records/labels/s/v000002.json"]
+
+
+def test_of_concurrent_creators_of_one_key_exactly_one_wins(tmp_path):
+    store = Store(tmp_path / "store")
+    barrier = threading.Barrier(8)
+    won: list[int] = []
+
+    def create(n: int) -> None:
+        barrier.wait()
+        try:
+            store.create_bytes("records/labels/s/v000002.json", bytes([n]) * 4096)
+            won.append(n)
+        except KeyExists:
+            pass
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
+    assert store.read_bytes("records/labels/s/v000002.json") == bytes(won) * 4096
+    assert os.listdir(tmp_path / "store" / "records" / "labels" / "s") == ["v000002.json"]  # no temporary left
 
 
 @pytest.mark.slow
