@@ -8,6 +8,7 @@ The layout::
     records/results/<study_uid>/<model_id>.json      prediction with provenance
     records/segmentations/<study_uid>/<seg_id>.json  quantification of a mask
     records/reports/<study_uid>/<report_name>.json   what a report was made from
+    records/exports/<study_uid>/<export_id>.json     DICOM objects exported, and where to
     records/jobs/<job_id>.json                       state of a job
     records/quarantine/<name>.json                   why an input was refused
     explanations/<study_uid>/<model_id>.nii.gz       LIME heat map on the study's geometry
@@ -25,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "EXPORT_RECORDS",
     "JOB_RECORDS",
     "KEY_PATTERNS",
     "QUARANTINE_RECORDS",
@@ -37,6 +39,7 @@ __all__ = [
     "ParsedKey",
     "build",
     "explanation_key",
+    "export_record_key",
     "job_record_key",
     "parse",
     "parse_as",
@@ -119,6 +122,7 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern("result_record", "records/results/{study_uid}/{model_id}.json"),
     KeyPattern("segmentation_record", "records/segmentations/{study_uid}/{seg_id}.json"),
     KeyPattern("report_record", "records/reports/{study_uid}/{report_name}.json"),
+    KeyPattern("export_record", "records/exports/{study_uid}/{export_id}.json"),
     KeyPattern("job_record", "records/jobs/{job_id}.json"),
     KeyPattern("quarantine_record", "records/quarantine/{name}.json"),
     KeyPattern("explanation", "explanations/{study_uid}/{model_id}.nii.gz"),
@@ -224,6 +228,7 @@ STUDY_RECORDS = _BY_KIND["study_record"].prefix
 RESULT_RECORDS = _BY_KIND["result_record"].prefix
 SEGMENTATION_RECORDS = _BY_KIND["segmentation_record"].prefix
 REPORT_RECORDS = _BY_KIND["report_record"].prefix
+EXPORT_RECORDS = _BY_KIND["export_record"].prefix
 JOB_RECORDS = _BY_KIND["job_record"].prefix
 QUARANTINE_RECORDS = _BY_KIND["quarantine_record"].prefix
 
@@ -261,6 +266,11 @@ def segmentation_record_key(study_uid: str, seg_id: str) -> str:
 def report_record_key(study_uid: str, report_name: str) -> str:
     """Key of the record of one report; ``study_uid`` is ``"cohort"`` for cohort reports."""
     return build("report_record", study_uid=study_uid, report_name=report_name)
+
+
+def export_record_key(study_uid: str, export_id: str) -> str:
+    """Key of the record of one export of a study's results as DICOM."""
+    return build("export_record", study_uid=study_uid, export_id=export_id)
 
 
 def job_record_key(job_id: str) -> str:
