@@ -1,27 +1,19 @@
-"""Talk to a DICOMweb archive: its address, credentials, STOW-RS and WADO-RS, with typed errors.
+"""Talk to a DICOMweb archive: STOW-RS, WADO-RS and QIDO-RS with retries and typed errors.
 
 :class:`DicomwebArchive` wraps a :class:`dicomweb_client.DICOMwebClient` over one
 ``requests`` session and adds what an archive in a hospital needs:
 
-* **Addresses** are ``dicomweb+http(s)://host:port/path`` (or plain ``http(s)://``). An
-  address carrying credentials (``user:password@``), a query or a fragment is refused:
-  every address the platform shows, logs or records is :attr:`DicomwebArchive.url`,
-  which holds neither.
-* **Credentials** come from the environment through :mod:`imaging_lib.settings`:
-  ``IMAGING_DICOMWEB_TOKEN`` (bearer), or ``IMAGING_DICOMWEB_USER`` with
-  ``IMAGING_DICOMWEB_PASSWORD`` (HTTP basic). When the password (or, without a user, a
-  token) is not in the environment and :mod:`keyring` is installed, the keyring entry
-  of service ``imaging-lab dicomweb <scheme>://<host>:<port>`` is used (user name: the
-  basic-auth user, or ``bearer-token`` for a token). Credentials are sent only over
-  ``https://`` or to this machine (127.0.0.1, ::1, localhost) unless the caller says
-  otherwise; they never appear in an error message, a record or a log line.
+* **Addresses and credentials** (:mod:`imaging_lib.interop.archive_access`): an address
+  with credentials, a query or a fragment is refused; credentials come from the
+  environment or a keyring, and go unencrypted to another machine only when allowed.
+  Every address shown, logged or recorded is :attr:`DicomwebArchive.url`.
 * **Faults** become typed errors (:mod:`imaging_lib.errors`): no connection or no answer
   within the timeout -> :class:`~imaging_lib.errors.ArchiveUnavailable`; 401/403 ->
   :class:`~imaging_lib.errors.ArchiveUnauthorized`; other 4xx ->
   :class:`~imaging_lib.errors.ArchiveRefused`; 5xx ->
   :class:`~imaging_lib.errors.ArchiveServerError`; a body cut short or malformed ->
   :class:`~imaging_lib.errors.ArchiveResponseInvalid`. Timeouts, lost connections,
-  truncated bodies, 408, 429 and 5xx (but 501 and 505) are retried with exponential
+  truncated bodies, 408, 429, 500, 502, 503 and 504 are retried with exponential
   backoff (``Retry-After`` is honoured up to :data:`MAX_RETRY_AFTER_SECONDS`); other
   answers are not. Storing is safe to retry: an instance sent twice under the same SOP
   Instance UID is the same instance.
@@ -32,16 +24,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-from .. import settings
 from ..errors import (
     ArchiveError,
     ArchiveRefused,
@@ -49,170 +38,22 @@ from ..errors import (
     ArchiveServerError,
     ArchiveUnauthorized,
     ArchiveUnavailable,
-    InsecureConnection,
     MissingDependency,
     UnreadableImage,
 )
 from ..limits import MAX_IMAGE_BYTES
+from .archive_access import archive_auth, check_transport, parse_archive_url
 
-__all__ = [
-    "ARCHIVE_PREFIX",
-    "DEFAULT_TIMEOUT",
-    "KEYRING_TOKEN_USER",
-    "MAX_RETRY_AFTER_SECONDS",
-    "DicomwebArchive",
-    "archive_auth",
-    "keyring_service",
-    "parse_archive_url",
-    "split_multipart",
-]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_RETRY_AFTER_SECONDS", "DicomwebArchive", "split_multipart"]
 
-ARCHIVE_PREFIX = "dicomweb+"
 DEFAULT_TIMEOUT = (5.0, 60.0)
 """Seconds to connect, and to wait for each read of an answer."""
 MAX_RETRY_AFTER_SECONDS = 30.0
-KEYRING_TOKEN_USER = "bearer-token"
 
-_RETRIED_STATUS = frozenset({408, 429, 500, 502, 503, 504, 507, 508, 509, 511})
+_RETRIED_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------- addresses
-def parse_archive_url(url: str) -> str:
-    """Return the ``http(s)://`` base URL of an archive address, or raise naming what is wrong.
-
-    Parameters
-    ----------
-    url : str
-        ``dicomweb+http://host:port/dicom-web``, ``dicomweb+https://...`` or plain
-        ``http(s)://...``.
-
-    Returns
-    -------
-    str
-        ``scheme://host[:port]/path`` without a trailing ``/``.
-
-    Raises
-    ------
-    ValueError
-        If the scheme is not http(s), there is no host, or the address carries
-        credentials, a query or a fragment (the message never repeats them).
-    """
-    text = str(url).strip()
-    plain = text[len(ARCHIVE_PREFIX) :] if text.startswith(ARCHIVE_PREFIX) else text
-    parts = urlsplit(plain)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"{parts.scheme or '?'}://...: an archive address is dicomweb+http(s)://host:port/path")
-    if "@" in parts.netloc:
-        raise ValueError(
-            f"{parts.scheme}://...: put archive credentials in IMAGING_DICOMWEB_USER/PASSWORD or "
-            "IMAGING_DICOMWEB_TOKEN (or a keyring), never in the address"
-        )
-    if parts.query or parts.fragment or "?" in plain or "#" in plain:
-        raise ValueError(f"{parts.scheme}://{parts.hostname}: an archive address takes no query or fragment")
-    if not parts.hostname:
-        raise ValueError(f"{parts.scheme}://: the archive address has no host")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{parts.scheme}://{parts.hostname}: the port is not a number") from None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path.rstrip('/')}"
-
-
-def _origin(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}:{port}"
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-# ---------------------------------------------------------------------------- credentials
-def keyring_service(base_url: str) -> str:
-    """The keyring service name under which an archive's secret is looked up.
-
-    ``keyring set "imaging-lab dicomweb http://127.0.0.1:8042" alice`` stores alice's
-    password for the archive at ``dicomweb+http://127.0.0.1:8042/...``.
-    """
-    return f"imaging-lab dicomweb {_origin(base_url)}"
-
-
-def _keyring_secret(base_url: str, user: str) -> str | None:
-    try:
-        import keyring
-        from keyring.errors import KeyringError
-    except ImportError:
-        return None
-    try:
-        return keyring.get_password(keyring_service(base_url), user)
-    except KeyringError:
-        return None
-
-
-class _BearerAuth:
-    """``Authorization: Bearer <token>`` on every request; its repr never shows the token."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: Any) -> Any:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-    def __repr__(self) -> str:
-        return "BearerAuth(<hidden>)"
-
-
-def archive_auth(base_url: str) -> Any:
-    """The credentials to send to ``base_url``, or ``None``: environment first, then a keyring.
-
-    Parameters
-    ----------
-    base_url : str
-        The archive's base URL (:func:`parse_archive_url`).
-
-    Returns
-    -------
-    requests auth object or None
-        HTTP basic (user and password) or bearer (token).
-
-    Raises
-    ------
-    ValueError
-        If both a token and a user are set, or a user is set without any password.
-    """
-    from requests.auth import HTTPBasicAuth
-
-    token = settings.read(settings.DICOMWEB_TOKEN)
-    user = settings.read(settings.DICOMWEB_USER)
-    if token and user:
-        raise ValueError(
-            f"{settings.DICOMWEB_TOKEN.name} and {settings.DICOMWEB_USER.name} are both set: choose bearer or basic"
-        )
-    if user:
-        password = settings.read(settings.DICOMWEB_PASSWORD) or _keyring_secret(base_url, user)
-        if password is None:
-            raise ValueError(
-                f"{settings.DICOMWEB_USER.name} is set but no password: set {settings.DICOMWEB_PASSWORD.name} "
-                f"or store it with keyring under {keyring_service(base_url)!r}"
-            )
-        return HTTPBasicAuth(user, password)
-    token = token or _keyring_secret(base_url, KEYRING_TOKEN_USER)
-    return _BearerAuth(token) if token else None
 
 
 # ---------------------------------------------------------------------------- multipart
@@ -321,14 +162,7 @@ class DicomwebArchive:
         except ImportError:
             raise MissingDependency(self.url, "DICOMweb needs dicomweb-client: pip install dicomweb-client") from None
         credentials = archive_auth(self.url) if isinstance(auth, str) and auth == "environment" else auth
-        parts = urlsplit(self.url)
-        insecure = credentials is not None and parts.scheme == "http" and not _is_loopback(parts.hostname)
-        if insecure and not allow_insecure:
-            raise InsecureConnection(
-                self.url,
-                "credentials would travel unencrypted over http:// to another machine: use https:// "
-                "(or allow_insecure=True / --allow-insecure-http on a network you trust)",
-            )
+        check_transport(self.url, credentials, allow_insecure=allow_insecure)
         self.attempts = max(1, int(attempts))
         self.backoff = float(backoff)
         self.timeout = timeout
@@ -466,12 +300,6 @@ class DicomwebArchive:
         if len(parts) != 1:
             raise ArchiveResponseInvalid(f"{self.url} (WADO-RS of {sop_uid})", f"{len(parts)} parts, expected 1")
         return _dataset(parts[0], f"{self.url} (WADO-RS of {sop_uid})")
-
-    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Any]:
-        """Retrieve every instance of a series with WADO-RS (held in memory: small series only)."""
-        path = "/".join(("studies", _uid(study_uid), "series", _uid(series_uid)))
-        where = f"{self.url} (WADO-RS of series {series_uid})"
-        return [_dataset(part, where) for part in self._with_retries(where, lambda: self._get_parts(path))]
 
     def _get_parts(self, path: str) -> list[bytes]:
         accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'

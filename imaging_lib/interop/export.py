@@ -24,6 +24,7 @@ exporting again sends the same instances under the same UIDs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -341,18 +342,19 @@ def export_study(
         raise ValueError("give exactly one destination: out=<folder> or to=<dicomweb+http(s)://...>")
     chosen = check_formats(formats)
     archive = DicomwebArchive(to, **dict(archive_options or {})) if to is not None else None
-    objects, skipped = study_objects(store, study_uid, chosen, with_sources=with_sources)
-    summary = ExportSummary(
-        study_uid,
-        {"kind": "dicomweb", "url": archive.url} if archive else {"kind": "folder", "path": str(Path(out or "."))},
-        [item.entry() for item in objects],
-        skipped,
-    )
-    if archive is not None:
-        with archive:
+    folder = os.path.abspath(out) if out is not None else ""
+    with archive or contextlib.nullcontext():
+        objects, skipped = study_objects(store, study_uid, chosen, with_sources=with_sources)
+        summary = ExportSummary(
+            study_uid,
+            {"kind": "dicomweb", "url": archive.url} if archive else {"kind": "folder", "path": folder},
+            [item.entry() for item in objects],
+            skipped,
+        )
+        if archive is not None:
             _send(objects, archive, progress)
-    else:
-        summary.files = _write_folder(objects, out or ".")
+        else:
+            summary.files = _write_folder(objects, folder)
     export_id = f"export-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     summary.record_key = layout.export_record_key(study_uid, export_id)
     record = records.export_record(

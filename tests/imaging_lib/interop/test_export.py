@@ -112,6 +112,9 @@ def test_export_to_orthanc_and_back_references_resolve_voxels_and_numbers_match(
         for kind, dataset in back.items():
             assert find_phi(dataset_to_bytes(dataset)) == [], kind
             assert dataset.PatientIdentityRemoved == "YES"
+        for entry in (e for e in summary.objects if e["kind"] == "source"):  # the de-identified images sent along
+            image = archive.retrieve_instance(uid, entry["series_uid"], entry["sop_uid"])
+            assert find_phi(dataset_to_bytes(image)) == [] and image.PatientIdentityRemoved == "YES"
         seg = hd.seg.Segmentation.from_dataset(back["seg"])
         referenced = {uids[2] for uids in seg.get_source_image_uids()}
         assert referenced and referenced <= held  # the SEG's source images are in the archive
