@@ -6,7 +6,8 @@ explain with a batched model, segment and quantify, and run all of it on Dask.
 The package is layered (``docs/architecture.md`` has the map): ``io`` reads and writes
 files, ``deid`` de-identifies, ``store`` keeps objects and records, ``ingestion`` brings
 files in, ``science`` predicts, explains and segments, ``models`` loads models, ``jobs``
-runs the long work on Dask, ``reports`` runs Papermill, and ``cli``, ``demo`` and
+runs the long work on Dask, ``reports`` runs Papermill, ``interop`` exports results as
+DICOM (SEG, SR, parametric maps) to folders and DICOMweb archives, and ``cli``, ``demo`` and
 ``dashboard`` are the faces. Modules that lived at the top level before the layers
 (``imaging_lib.catalog``, ``imaging_lib.inference``...) still import under their old names.
 """

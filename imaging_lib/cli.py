@@ -1,4 +1,4 @@
-"""The ``imaging-lab`` command line: ``ingest``, ``run``, ``report``, ``labels``, ``dashboard``, ``demo``, ``info``.
+"""The ``imaging-lab`` command: ingest, run, report, labels, export, dashboard, demo, info.
 
 Each subcommand parses its arguments here and calls one library function; the work
 itself lives in the library modules so notebooks and dashboards call the same code.
@@ -102,6 +102,36 @@ def _cmd_labels_export(args: argparse.Namespace) -> int:
     )
     for item in manifest["skipped"]:
         print(f"skipped {item['study_uid']} {item['version']}: {item['reason']}", file=sys.stderr)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from . import settings
+    from .interop import export_study
+    from .store import Store
+
+    target = args.to or (None if args.out else settings.read(settings.DICOMWEB_URL))
+    if target is None and args.out is None:
+        print(f"imaging-lab export: give --out DIR or --to URL (or set {settings.DICOMWEB_URL.name})", file=sys.stderr)
+        return 2
+    options = {"timeout": (5.0, args.timeout), "allow_insecure": args.allow_insecure_http}
+    try:
+        summary = export_study(
+            Store(args.store),
+            args.study_uid,
+            args.format,
+            out=args.out,
+            to=target,
+            with_sources=args.with_sources,
+            archive_options=options if target else None,
+            progress=True,
+        )
+    except ValueError as exc:  # a bad format, address or credential setting; never echoes a secret
+        print(f"imaging-lab export: {exc}", file=sys.stderr)
+        return 2
+    for entry in summary.objects:
+        print(f"{entry['kind']:<6} {entry['sop_uid']}  ({entry['size']} bytes, from {entry['derived_from']})")
+    print(summary)
+    print(f"record: {summary.record_key}")
     return 0
 
 
@@ -164,13 +194,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     labels = commands.add_parser("labels", help="reviewed labels: export the training manifest")
     label_commands = labels.add_subparsers(dest="labels_command", required=True)
-    export = label_commands.add_parser(
+    labels_export = label_commands.add_parser(
         "export",
         help="write each study's latest accepted label version, with hashes and class counts, as JSON",
         parents=[store],
     )
-    export.add_argument("--out", default=None, help="file to write (default standard output)")
-    export.set_defaults(func=_cmd_labels_export)
+    labels_export.add_argument("--out", default=None, help="file to write (default standard output)")
+    labels_export.set_defaults(func=_cmd_labels_export)
+
+    export = commands.add_parser(
+        "export",
+        help="write or send a study's masks, measurements and heat maps as DICOM SEG, SR and parametric maps",
+        parents=[store],
+    )
+    export.add_argument("study_uid", help="the study to export")
+    export.add_argument("--format", default="seg,sr,pmap", help="some of seg,sr,pmap (default all three)")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help="folder to write the DICOM files into")
+    where.add_argument(
+        "--to",
+        default=None,
+        help="archive to send them to with STOW-RS, dicomweb+http(s)://host:port/path "
+        "(default $IMAGING_DICOMWEB_URL; credentials from IMAGING_DICOMWEB_USER/PASSWORD or _TOKEN, or a keyring)",
+    )
+    export.add_argument(
+        "--with-sources", action="store_true", help="also send the de-identified images the objects reference"
+    )
+    export.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (default 60)")
+    export.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="send credentials over plain http:// to another machine (refused by default)",
+    )
+    export.set_defaults(func=_cmd_export)
 
     dashboard = commands.add_parser(
         "dashboard", help="serve the Voila dashboards behind a token and print the URL", parents=[store]

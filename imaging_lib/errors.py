@@ -11,9 +11,16 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "ArchiveError",
+    "ArchiveRefused",
+    "ArchiveResponseInvalid",
+    "ArchiveServerError",
+    "ArchiveUnauthorized",
+    "ArchiveUnavailable",
     "ImageTooLarge",
     "ImagingError",
     "InconsistentSeries",
+    "InsecureConnection",
     "InsecureServing",
     "InvalidGeometry",
     "InvalidInput",
@@ -27,6 +34,7 @@ __all__ = [
     "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
+    "NothingToExport",
     "RegionTooLarge",
     "ReportFailed",
     "SampleDataMissing",
@@ -193,3 +201,46 @@ class InvalidModelSpec(ModelError):
 
 class InvalidModelOutput(ModelError):
     """The model returned the wrong number of classes, the wrong shape, or NaN/inf."""
+
+
+class NothingToExport(ImagingError):
+    """A study has nothing of what an export asked for (no saved mask, no prediction)."""
+
+
+class InsecureConnection(ImagingError):
+    """Credentials would travel unencrypted: ``http://`` to a host other than this machine."""
+
+
+class ArchiveError(ImagingError):
+    """Talking to a DICOMweb archive failed.
+
+    The source is the archive's address without credentials or query; ``status`` is the
+    HTTP status of the last answer, when there was one.
+    """
+
+    def __init__(self, source: str | os.PathLike[str], reason: str, status: int | None = None) -> None:
+        super().__init__(source, reason)
+        self.status = status
+
+    def __reduce__(self):
+        return (type(self), (self.source, self.reason, self.status))
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive cannot be reached, or did not answer in time, after every retry."""
+
+
+class ArchiveRefused(ArchiveError):
+    """The archive answered 4xx, or its STOW-RS answer lists instances it did not store."""
+
+
+class ArchiveUnauthorized(ArchiveRefused):
+    """The archive answered 401 or 403: credentials missing, wrong or without the right."""
+
+
+class ArchiveServerError(ArchiveError):
+    """The archive answered 5xx on every attempt."""
+
+
+class ArchiveResponseInvalid(ArchiveError):
+    """The archive's answer is truncated or malformed (a multipart body cut short...)."""

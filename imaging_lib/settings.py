@@ -18,6 +18,10 @@ __all__ = [
     "DASHBOARD_TOKEN",
     "DASK_SCHEDULER",
     "DEID_SECRET",
+    "DICOMWEB_PASSWORD",
+    "DICOMWEB_TOKEN",
+    "DICOMWEB_URL",
+    "DICOMWEB_USER",
     "JUPYTERHUB_USER",
     "PAPAYA_DIR",
     "SETTINGS",
@@ -65,6 +69,16 @@ JUPYTERHUB_USER = Setting("JUPYTERHUB_USER", None, "set by JupyterHub in a user'
 STORAGE_EMULATOR_HOST = Setting(
     "STORAGE_EMULATOR_HOST", None, "GCS emulator address (gcsfs then talks to it anonymously)"
 )
+DICOMWEB_URL = Setting(
+    "IMAGING_DICOMWEB_URL", None, "default DICOMweb archive of exports (dicomweb+http://host:port/dicom-web)"
+)
+DICOMWEB_USER = Setting("IMAGING_DICOMWEB_USER", None, "user name for HTTP basic authentication to the archive")
+DICOMWEB_PASSWORD = Setting(
+    "IMAGING_DICOMWEB_PASSWORD", None, "its password; unset: the keyring's, if keyring is installed"
+)
+DICOMWEB_TOKEN = Setting(
+    "IMAGING_DICOMWEB_TOKEN", None, "bearer token for the archive (instead of a user and password)"
+)
 
 SETTINGS: tuple[Setting, ...] = (
     STORE,
@@ -78,6 +92,10 @@ SETTINGS: tuple[Setting, ...] = (
     USER,
     JUPYTERHUB_USER,
     STORAGE_EMULATOR_HOST,
+    DICOMWEB_URL,
+    DICOMWEB_USER,
+    DICOMWEB_PASSWORD,
+    DICOMWEB_TOKEN,
 )
 """Every setting, in the order the README lists them."""
 

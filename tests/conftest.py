@@ -57,6 +57,27 @@ def gcs_emulator():
     emulator.stop()
 
 
+@pytest.fixture(scope="session")
+def orthanc():
+    """A real Orthanc with DICOMweb on 127.0.0.1 for the session, authentication on (see ``support.orthanc``)."""
+    import shutil
+
+    from support.orthanc import start_orthanc
+
+    server = start_orthanc()
+    yield server
+    server.stop()
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def results_store(tmp_path_factory):
+    """Studies ingested from PHI-planted copies, with masks, predictions and heat maps (``support.results_store``)."""
+    from support.results_store import build_results_store
+
+    return build_results_store(tmp_path_factory.mktemp("results"))
+
+
 @pytest.fixture(params=["local", "gcs"])
 def store(request, tmp_path):
     """A fresh empty :class:`~imaging_lib.store.Store`: a local folder, then a bucket on the GCS emulator."""

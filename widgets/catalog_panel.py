@@ -31,6 +31,7 @@ from imaging_lib.store.catalog import Catalog, job_status_by_study, latest_per_s
 from imaging_lib.store.labels import latest_label
 
 from .download_button import DownloadButton
+from .export_buttons import ExportButtons
 from .record_table import RecordTable, filter_records
 
 __all__ = [
@@ -230,6 +231,7 @@ class StudyDetail(ipywidgets.VBox):
             ),
             *(DownloadButton(store, key, f"Report {posixpath.basename(key)}") for key in report_keys),
         ]
+        self.export = ExportButtons(store, self.study_uid)
         self.review = ReviewPanel(
             store,
             self.study_uid,
@@ -246,6 +248,8 @@ class StudyDetail(ipywidgets.VBox):
                 ipywidgets.HTML("<h4>Saved segmentations</h4>" + quantification),
                 ipywidgets.HTML("<h4>Reports and downloads</h4>"),
                 *self.downloads,
+                ipywidgets.HTML("<h4>DICOM (archive and download)</h4>"),
+                self.export,
             ],
             layout=ipywidgets.Layout(padding="0 1em"),
         )

@@ -9,6 +9,7 @@ The layout::
     records/segmentations/<study_uid>/<seg_id>.json  quantification of a mask
     records/reports/<study_uid>/<report_name>.json   what a report was made from
     records/labels/<study_uid>/<version>.json        one version of a study's labels (never overwritten)
+    records/exports/<study_uid>/<export_id>.json     DICOM objects exported, and where to
     records/jobs/<job_id>.json                       state of a job
     records/quarantine/<name>.json                   why an input was refused
     explanations/<study_uid>/<model_id>.nii.gz       LIME heat map on the study's geometry
@@ -27,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "EXPORT_RECORDS",
     "JOB_RECORDS",
     "KEY_PATTERNS",
     "LABEL_RECORDS",
@@ -40,6 +42,7 @@ __all__ = [
     "ParsedKey",
     "build",
     "explanation_key",
+    "export_record_key",
     "job_record_key",
     "label_mask_key",
     "label_record_key",
@@ -125,6 +128,7 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern("segmentation_record", "records/segmentations/{study_uid}/{seg_id}.json"),
     KeyPattern("report_record", "records/reports/{study_uid}/{report_name}.json"),
     KeyPattern("label_record", "records/labels/{study_uid}/{version}.json"),
+    KeyPattern("export_record", "records/exports/{study_uid}/{export_id}.json"),
     KeyPattern("job_record", "records/jobs/{job_id}.json"),
     KeyPattern("quarantine_record", "records/quarantine/{name}.json"),
     KeyPattern("explanation", "explanations/{study_uid}/{model_id}.nii.gz"),
@@ -232,6 +236,7 @@ RESULT_RECORDS = _BY_KIND["result_record"].prefix
 SEGMENTATION_RECORDS = _BY_KIND["segmentation_record"].prefix
 REPORT_RECORDS = _BY_KIND["report_record"].prefix
 LABEL_RECORDS = _BY_KIND["label_record"].prefix
+EXPORT_RECORDS = _BY_KIND["export_record"].prefix
 JOB_RECORDS = _BY_KIND["job_record"].prefix
 QUARANTINE_RECORDS = _BY_KIND["quarantine_record"].prefix
 
@@ -279,6 +284,11 @@ def label_record_key(study_uid: str, version: str) -> str:
 def label_mask_key(study_uid: str, mask_sha256: str) -> str:
     """Key of a label mask, named by the SHA-256 of its voxels (one object however many versions use it)."""
     return build("label_mask", study_uid=study_uid, mask_sha256=mask_sha256)
+
+
+def export_record_key(study_uid: str, export_id: str) -> str:
+    """Key of the record of one export of a study's results as DICOM."""
+    return build("export_record", study_uid=study_uid, export_id=export_id)
 
 
 def job_record_key(job_id: str) -> str:

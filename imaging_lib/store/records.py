@@ -31,6 +31,7 @@ __all__ = [
     "LABEL_CONTENT_FIELDS",
     "canonical_sha256",
     "current_user",
+    "export_record",
     "job_record",
     "label_mask_entry",
     "label_record",
@@ -500,6 +501,45 @@ def report_record(
         "template": template,
         "keys": dict(keys),
         "timings": {name: float(seconds) for name, seconds in timings.items()},
+        "provenance": provenance(parameters, created_by=created_by),
+    }
+
+
+def export_record(
+    study_uid: str,
+    *,
+    export_id: str,
+    destination: Mapping[str, Any],
+    objects: Sequence[Mapping[str, Any]],
+    skipped: Sequence[Mapping[str, Any]],
+    parameters: Mapping[str, Any],
+    created_by: str | None = None,
+) -> Record:
+    """The record of one export of a study's results as DICOM objects.
+
+    Parameters
+    ----------
+    study_uid, export_id : str
+    destination : mapping
+        ``{"kind": "dicomweb", "url": ...}`` (the archive's address, never with credentials)
+        or ``{"kind": "folder", "path": ...}``.
+    objects : sequence of mapping
+        One per object sent or written: ``kind`` (``seg``, ``sr``, ``pmap``, ``sc``,
+        ``source``), the SOP Class, Series and SOP Instance UIDs, ``derived_from`` (the
+        record key it was made from), ``sha256`` and ``size`` of its encoded bytes.
+    skipped : sequence of mapping
+        Formats asked for but not made, with ``reason``.
+    parameters : mapping
+        What the export was asked for (formats, options).
+    created_by : str, optional
+        Default :func:`current_user`.
+    """
+    return {
+        "study_uid": study_uid,
+        "export_id": export_id,
+        "destination": dict(destination),
+        "objects": [dict(entry) for entry in objects],
+        "skipped": [dict(entry) for entry in skipped],
         "provenance": provenance(parameters, created_by=created_by),
     }
 

@@ -17,6 +17,7 @@ VALUES = {
     "report_name": "study_report",
     "extension": "pdf",
     "job_id": "batch-20260101T000000-abcd1234",
+    "export_id": "export-20260101T000000-abcd1234",
     "name": "0" * 64,
     "version": "v000003-branch-1a2b3c4d",
     "mask_sha256": "ab" * 32,
@@ -41,6 +42,7 @@ def test_the_named_builders_agree_with_the_table():
     assert layout.result_record_key(UID, "m") == f"records/results/{UID}/m.json"
     assert layout.report_key(UID, "study_report", "html") == f"reports/{UID}/study_report.html"
     assert layout.report_record_key("cohort", "cohort_report") == "records/reports/cohort/cohort_report.json"
+    assert layout.export_record_key(UID, "export-1") == f"records/exports/{UID}/export-1.json"
     assert layout.parse(layout.explanation_key(UID, "m")).kind == "explanation"
     assert layout.parse(layout.segmentation_key(UID, "s")).kind == "segmentation"
     assert layout.label_record_key(UID, "v000001") == f"records/labels/{UID}/v000001.json"
