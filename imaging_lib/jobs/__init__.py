@@ -6,7 +6,15 @@ runs one task per item and keeps its :class:`Job` record current
 (:mod:`~imaging_lib.jobs.batch`).
 """
 
-from .batch import DEFAULT_PARAMS, pipeline_params, process_study, resolve_study_uids, run_batch, studies_with_result
+from .batch import (
+    DEFAULT_PARAMS,
+    model_identity,
+    pipeline_params,
+    process_study,
+    resolve_study_uids,
+    run_batch,
+    studies_with_result,
+)
 from .cluster import SCHEDULER_ENV, get_client, start_local_cluster
 from .runner import ITEM_STATES, TRANSIENT_ERRORS, Job, JobView, follow_with_progress_bar, run_tasks
 
@@ -19,6 +27,7 @@ __all__ = [
     "JobView",
     "follow_with_progress_bar",
     "get_client",
+    "model_identity",
     "pipeline_params",
     "process_study",
     "resolve_study_uids",
