@@ -2,8 +2,9 @@
 
 :func:`get_client` gives the cluster (:mod:`~imaging_lib.jobs.cluster`), :func:`run_tasks`
 runs one task per item and keeps its :class:`Job` record current
-(:mod:`~imaging_lib.jobs.runner`), and :func:`run_batch` predicts and explains studies
-(:mod:`~imaging_lib.jobs.batch`).
+(:mod:`~imaging_lib.jobs.runner`), :class:`JobView` and :func:`follow_with_progress_bar`
+follow a job (:mod:`~imaging_lib.jobs.progress`), and :func:`run_batch` predicts and
+explains studies (:mod:`~imaging_lib.jobs.batch`).
 """
 
 from .batch import (
@@ -16,7 +17,8 @@ from .batch import (
     studies_with_result,
 )
 from .cluster import SCHEDULER_ENV, get_client, start_local_cluster
-from .runner import ITEM_STATES, TRANSIENT_ERRORS, Job, JobView, follow_with_progress_bar, run_tasks
+from .progress import ITEM_STATES, JobView, follow_with_progress_bar
+from .runner import TRANSIENT_ERRORS, Job, run_tasks
 
 __all__ = [
     "DEFAULT_PARAMS",
