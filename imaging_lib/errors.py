@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "BurnedInAnnotation",
     "ImageTooLarge",
     "ImagingError",
     "InconsistentSeries",
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidModelSpec",
     "InvalidSeed",
     "MissingDependency",
+    "MissingRecord",
     "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
@@ -28,6 +30,7 @@ __all__ = [
     "ReportFailed",
     "SampleDataMissing",
     "UnreadableImage",
+    "UnreadableRecord",
     "UnsupportedImage",
 ]
 
@@ -48,7 +51,7 @@ class ImagingError(Exception):
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
 
-    def __reduce__(self):  # keep the two arguments through pickling (Dask ships errors)
+    def __reduce__(self) -> tuple[type[ImagingError], tuple[str, str]]:  # Dask ships errors: keep both arguments
         return (type(self), (self.source, self.reason))
 
 
