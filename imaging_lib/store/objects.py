@@ -200,7 +200,7 @@ class Store:
         return {"url": self.url, "options": self._options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], **state["options"])
+        Store.__init__(self, state["url"], **state["options"])
 
     @property
     def is_local(self) -> bool:
