@@ -34,6 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -69,7 +70,7 @@ KERNEL_CULL_IDLE_SECONDS = 300
 
 def apps_dir() -> Path:
     """Return the folder of the dashboard notebooks (package data, so a wheel install has them)."""
-    return Path(__file__).resolve().parent / "apps"
+    return Path(str(resources.files(__package__) / "apps"))
 
 
 def is_loopback(ip: str) -> bool:
