@@ -87,26 +87,23 @@ def test_the_rules_see_relative_and_absolute_imports():
     assert any(i.module == "imaging_lib.limits" for i in _imports(ROOT / "widgets" / "upload_panel.py"))
 
 
-def test_the_library_never_imports_widgets():
-    found = [
+def _imports_of(importer: str, imported: str) -> list[str]:
+    """Where modules of package ``importer`` import (a module of) package ``imported``."""
+    return [
         f"{i.path}:{i.line} imports {module}"
-        for path in _sources("imaging_lib")
+        for path in _sources(importer)
         for i in _imports(path)
         for module in _imported_modules(i)
-        if _within(module, "widgets")
+        if _within(module, imported)
     ]
-    assert found == []
+
+
+def test_the_library_never_imports_widgets():
+    assert _imports_of("imaging_lib", "widgets") == []
 
 
 def test_widgets_never_import_the_dashboard_launcher():
-    found = [
-        f"{i.path}:{i.line} imports {module}"
-        for path in _sources("widgets")
-        for i in _imports(path)
-        for module in _imported_modules(i)
-        if _within(module, "imaging_lib.dashboard")
-    ]
-    assert found == []
+    assert _imports_of("widgets", "imaging_lib.dashboard") == []
 
 
 @pytest.mark.parametrize("package", PACKAGES)
