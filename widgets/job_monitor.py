@@ -27,6 +27,7 @@ import ipywidgets
 import pandas as pd
 
 from imaging_lib import settings
+from imaging_lib.errors import ImagingError
 from imaging_lib.store.catalog import Catalog
 
 from .batch_launcher import BatchLauncher
@@ -156,10 +157,17 @@ class JobMonitor(ipywidgets.VBox):
         jobs = self.catalog.jobs()
         rows = job_rows(jobs)
         self.table.set_records(rows)
-        self.missing = studies_without_result(self.catalog, *self.launcher.model_identity())
-        self.run_button.description = (
-            f"Analyse {len(self.missing)} stud{'y' if len(self.missing) == 1 else 'ies'} without a result"
-        )
+        try:
+            identity = self.launcher.model_identity()
+        except ImagingError as exc:  # the page still lists the jobs; the button says why it cannot run
+            self.missing = []
+            self.run_button.description = "The model cannot be loaded"
+            self.run_button.tooltip = str(exc)
+        else:
+            self.missing = studies_without_result(self.catalog, *identity)
+            self.run_button.description = (
+                f"Analyse {len(self.missing)} stud{'y' if len(self.missing) == 1 else 'ies'} without a result"
+            )
         self.run_button.disabled = not self.missing
         if (rows["status"] == "running").any():
             self._follow_running()

@@ -46,6 +46,13 @@ def test_the_demo_batch_is_listed_as_finished(demo_store):
     assert progress.record["job_id"] == batch["job_id"] and "finished" in progress.header.value
 
 
+def test_a_model_that_cannot_be_loaded_disables_the_button_and_says_why(demo_store, tmp_path):
+    monitor = JobMonitor(demo_store, model_uri=str(tmp_path / "no_such_model.json"))
+    assert monitor.run_button.disabled and monitor.run_button.description == "The model cannot be loaded"
+    assert "no_such_model.json" in monitor.run_button.tooltip
+    assert len(monitor.table.rows) >= 1  # the jobs are still listed
+
+
 def test_the_button_runs_a_batch_on_the_studies_without_a_result(tmp_path, local_dask_client):
     store = Store(tmp_path / "store")
     ingest([pydicom_file("CT_small.dcm")], store, progress=False)
