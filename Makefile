@@ -1,5 +1,6 @@
 # The two set-up commands of the README: `make demo` and `make test`.
 # Both call `make install`, which needs only Python 3.11, Node/npm and (for browser tests) apt.
+# `make check` runs ruff (lint and format) and mypy (configured in pyproject.toml); CI runs it first.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench widget clean
+.PHONY: install demo check test bench widget clean
 
 install: $(STAMP) widgets/static/papaya_widget.js
 
@@ -28,6 +29,11 @@ widget: widgets/static/papaya_widget.js
 
 demo: install
 	$(BIN)/imaging-lab demo
+
+check: install
+	$(BIN)/ruff check imaging_lib widgets tests bench
+	$(BIN)/ruff format --check imaging_lib widgets tests bench
+	$(BIN)/mypy
 
 test: install
 	$(BIN)/python -m pytest

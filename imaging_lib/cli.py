@@ -19,6 +19,20 @@ def _print_job_errors(job: Any) -> None:
         print(f"failed {item}: {error['error_type']}: {error['error']}", file=sys.stderr)
 
 
+def _say(message: object) -> None:
+    print(message, flush=True)
+
+
+def _follow(job: Any) -> None:
+    """Say where a job's record and Dask dashboard are, then draw its progress bar until it ends."""
+    from .jobs import follow_with_progress_bar
+    from .store import layout
+
+    print(f"job {job.job_id}: record {job.store.full_path(layout.job_record_key(job.job_id))}", flush=True)
+    print(f"Dask dashboard: {job.dashboard_link}", flush=True)
+    follow_with_progress_bar(job)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .sample_data import sample_summary
 
@@ -37,7 +51,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .jobs import follow_with_progress_bar, get_client
+    from .jobs import get_client
     from .reports import check_formats, run_cohort_report, run_reports
     from .store import Store
 
@@ -48,7 +62,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         job = run_cohort_report(store, formats=formats, client=client)
     else:
         job = run_reports("all" if args.all else [str(args.study_uid)], store, formats=formats, client=client)
-    follow_with_progress_bar(job)
+    _follow(job)
     for summary in job.results.values():
         for key in summary["keys"].values():
             print(store.full_path(key))
@@ -58,9 +72,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .jobs import ITEM_STATES, follow_with_progress_bar, get_client, run_batch
+    from .jobs import ITEM_STATES, get_client, run_batch
     from .models import DEMO_MODEL_URI
-    from .store import Store, layout
+    from .store import Store
 
     params = {"batch_size": args.batch_size, "num_samples": args.num_samples, "segmentation": args.segmentation}
     store = Store(args.store)
@@ -73,9 +87,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         {name: value for name, value in params.items() if value is not None},
         resume=not args.no_resume,
     )
-    print(f"job {job.job_id}: record {store.full_path(layout.job_record_key(job.job_id))}", flush=True)
-    print(f"Dask dashboard: {job.dashboard_link}", flush=True)
-    follow_with_progress_bar(job)
+    _follow(job)
     counts = job.counts
     print(", ".join(f"{state} {counts[state]}" for state in (*ITEM_STATES, "total")), flush=True)
     _print_job_errors(job)
@@ -102,6 +114,7 @@ def _cmd_labels_export(args: argparse.Namespace) -> int:
     )
     for item in manifest["skipped"]:
         print(f"skipped {item['study_uid']} {item['version']}: {item['reason']}", file=sys.stderr)
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -142,9 +155,17 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import prepare_demo, serve_demo, studies_summary
+    from .jobs import get_client
+    from .store import Store
 
-    return run_demo(store_url=args.store, scheduler=args.scheduler, serve=not args.no_serve, port=args.port, ip=args.ip)
+    store = Store(args.store)
+    client = get_client(args.scheduler)
+    outcome = prepare_demo(store, client, progress=True, on_ingested=_say, on_job=_follow)
+    print(studies_summary(store), flush=True)
+    print(outcome, flush=True)
+    status = 0 if args.no_serve else serve_demo(store, client, port=args.port, ip=args.ip)
+    return status or (1 if outcome.failures else 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

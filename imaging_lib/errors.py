@@ -17,6 +17,7 @@ __all__ = [
     "ArchiveServerError",
     "ArchiveUnauthorized",
     "ArchiveUnavailable",
+    "BurnedInAnnotation",
     "ImageTooLarge",
     "ImagingError",
     "InconsistentSeries",
@@ -31,6 +32,7 @@ __all__ = [
     "KeyExists",
     "MaskGeometryMismatch",
     "MissingDependency",
+    "MissingRecord",
     "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
@@ -40,6 +42,7 @@ __all__ = [
     "SampleDataMissing",
     "StaleLabelVersion",
     "UnreadableImage",
+    "UnreadableRecord",
     "UnsupportedImage",
 ]
 
@@ -60,7 +63,7 @@ class ImagingError(Exception):
         self.reason = reason
         super().__init__(f"{self.source}: {reason}")
 
-    def __reduce__(self):  # keep the two arguments through pickling (Dask ships errors)
+    def __reduce__(self) -> tuple[type[ImagingError], tuple[str, str]]:  # Dask ships errors: keep both arguments
         return (type(self), (self.source, self.reason))
 
 

@@ -45,7 +45,8 @@ class Ellipsoid:
     @classmethod
     def sphere(cls, centre_mm: Sequence[float], radius_mm: float, intensity: float) -> Ellipsoid:
         """Return a sphere of ``radius_mm`` around ``centre_mm``."""
-        return cls(tuple(map(float, centre_mm)), (float(radius_mm),) * 3, float(intensity))
+        x, y, z = (float(v) for v in centre_mm)
+        return cls((x, y, z), (float(radius_mm),) * 3, float(intensity))
 
     @property
     def volume_ml(self) -> float:
@@ -86,7 +87,8 @@ class Phantom:
     def seed_ijk(self, index: int) -> tuple[int, int, int]:
         """Voxel index nearest to the centre of ellipsoid ``index`` (counting from 0)."""
         ijk = self.volume.world_to_voxel(self.ellipsoids[index].centre_mm)
-        return tuple(int(v) for v in np.rint(ijk))
+        i, j, k = (int(v) for v in np.rint(ijk))
+        return i, j, k
 
     def truth(self, index: int) -> dict[str, object]:
         """Analytic volume (mL) and centroid (mm and continuous voxel index) of one ellipsoid."""

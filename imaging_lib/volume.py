@@ -101,7 +101,8 @@ class Volume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in millimetres along i, j and k (the affine's column norms)."""
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+        i, j, k = (float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return i, j, k
 
     @property
     def orientation(self) -> tuple[str, str, str]:

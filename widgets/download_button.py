@@ -11,7 +11,6 @@ import logging
 import mimetypes
 import posixpath
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -19,11 +18,12 @@ import traitlets
 
 from imaging_lib.errors import ImagingError
 
+from .assets import JS
+
 __all__ = ["DownloadButton", "mime_type"]
 
 logger = logging.getLogger(__name__)
 
-JS = Path(__file__).resolve().parent / "js"
 
 _MIME = {
     ".gz": "application/gzip",

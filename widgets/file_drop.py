@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
+from .assets import JS
+
 __all__ = ["FileDrop", "Upload"]
 
 logger = logging.getLogger(__name__)
 
-JS = Path(__file__).resolve().parent / "js"
 
 Upload = tuple[str, bytes]
 """One received file: its name (relative path inside a dropped folder) and bytes."""

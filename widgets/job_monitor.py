@@ -6,24 +6,31 @@ itself while a job runs. Selecting a job follows it live with
 :class:`~widgets.job_progress.JobProgress` (counts, throughput, ETA, per-study errors,
 Dask dashboard link). A button starts a batch on the studies that have no result yet.
 
-No Dask client is made until that button is pressed: a visitor who only watches costs
-no cluster. The batch runs on ``$IMAGING_DASK_SCHEDULER`` when set (the cluster of
-``make demo`` or a real one), else on a local cluster of this kernel.
+"Without a result" means without a result of the model the button would run, the same
+model id *and* checksum (:meth:`imaging_lib.store.catalog.Catalog.studies_with_result`),
+and not being worked on by a batch. The monitor keeps one :class:`Catalog`, so a refresh
+re-reads only the records that changed since the last one.
+
+No Dask client is made until that button is pressed (:class:`~widgets.batch_launcher.BatchLauncher`):
+a visitor who only watches costs no cluster. The batch runs on ``$IMAGING_DASK_SCHEDULER``
+when set (the cluster of ``make demo`` or a real one), else on a local cluster of this kernel.
 """
 
 from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets
 import pandas as pd
 
 from imaging_lib import settings
-from imaging_lib.store.catalog import Catalog, job_status_by_study
+from imaging_lib.errors import ImagingError
+from imaging_lib.store.catalog import Catalog
 
+from .batch_launcher import BatchLauncher
 from .record_table import RecordTable
 
 __all__ = ["JOB_COLUMNS", "JobMonitor", "job_rows", "studies_without_result"]
@@ -69,15 +76,23 @@ def job_rows(jobs: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values("created_at", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def studies_without_result(
-    studies: pd.DataFrame, results: pd.DataFrame, job_records: Iterable[Mapping[str, Any]]
-) -> list[str]:
-    """Study UIDs that no model has a result for and no batch is working on, sorted."""
-    if studies.empty:
-        return []
-    done = set(results["study_uid"]) if not results.empty else set()
-    busy = {uid for uid, state in job_status_by_study(job_records).items() if state in ("pending", "running")}
-    return sorted(set(studies["study_uid"]) - done - busy)
+def studies_without_result(catalog: Catalog, model_id: str, model_checksum: str) -> list[str]:
+    """Study UIDs without a result of this model (id *and* checksum) that no batch is working on, sorted.
+
+    Parameters
+    ----------
+    catalog : imaging_lib.store.catalog.Catalog
+        The store's catalog (kept between calls: it re-reads only what changed).
+    model_id, model_checksum : str
+        The model's identity (:func:`imaging_lib.jobs.batch.model_identity`).
+
+    Returns
+    -------
+    list of str
+    """
+    done = catalog.studies_with_result(model_id, model_checksum)
+    busy = {uid for uid, state in catalog.job_status_by_study().items() if state in ("pending", "running")}
+    return sorted(set(catalog.study_uids()) - done - busy)
 
 
 class JobMonitor(ipywidgets.VBox):
@@ -107,11 +122,10 @@ class JobMonitor(ipywidgets.VBox):
     ) -> None:
         self.store = store
         self.catalog = Catalog(store)
-        self.params = params
-        self.model_uri = model_uri
-        self._client = client
+        self.launcher = BatchLauncher(store, model_uri=model_uri, client=client, params=params)
         self.poll = poll
         self.job: Any = None
+        self.progress: Any = None
         self.missing: list[str] = []
         self.table = RecordTable(
             JOB_COLUMNS, key="job_id", sort_by="created_at", ascending=False, empty_message="No jobs yet."
@@ -133,7 +147,7 @@ class JobMonitor(ipywidgets.VBox):
         self.refresh()
 
     def refresh(self) -> pd.DataFrame:
-        """Re-read jobs, studies and results from the store; keep following running jobs.
+        """Re-read what changed in the store's jobs, studies and results; keep following running jobs.
 
         Returns
         -------
@@ -143,12 +157,17 @@ class JobMonitor(ipywidgets.VBox):
         jobs = self.catalog.jobs()
         rows = job_rows(jobs)
         self.table.set_records(rows)
-        self.missing = studies_without_result(
-            self.catalog.studies(), self.catalog.results(), self.catalog.job_records("batch")
-        )
-        self.run_button.description = (
-            f"Analyse {len(self.missing)} stud{'y' if len(self.missing) == 1 else 'ies'} without a result"
-        )
+        try:
+            identity = self.launcher.model_identity()
+        except ImagingError as exc:  # the page still lists the jobs; the button says why it cannot run
+            self.missing = []
+            self.run_button.description = "The model cannot be loaded"
+            self.run_button.tooltip = str(exc)
+        else:
+            self.missing = studies_without_result(self.catalog, *identity)
+            self.run_button.description = (
+                f"Analyse {len(self.missing)} stud{'y' if len(self.missing) == 1 else 'ies'} without a result"
+            )
         self.run_button.disabled = not self.missing
         if (rows["status"] == "running").any():
             self._follow_running()
@@ -183,10 +202,14 @@ class JobMonitor(ipywidgets.VBox):
 
         from .job_progress import JobProgress
 
+        if self.progress is not None and self.progress.record["job_id"] == job_id:
+            return self.progress
+        if self.progress is not None:
+            self.progress.stop()
         source = self.job if self.job is not None and self.job.job_id == job_id else JobView(self.store, job_id)
-        progress = JobProgress(source)
-        self.progress_area.children = [progress]
-        return progress
+        self.progress = JobProgress(source)
+        self.progress_area.children = [self.progress]
+        return self.progress
 
     def start_batch(self) -> Any:
         """Start a batch on the studies without a result, select it, follow it.
@@ -196,17 +219,14 @@ class JobMonitor(ipywidgets.VBox):
         imaging_lib.jobs.Job or None
             The job, or None when every study has a result.
         """
-        from imaging_lib.jobs import run_batch
-        from imaging_lib.models import DEMO_MODEL_URI
-
         self.refresh()
         if not self.missing:
             return None
         self.run_button.disabled = True
-        self.progress_area.children = [ipywidgets.HTML("<i>Starting the batch…</i>")]
-        self.job = run_batch(
-            self.missing, self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params
-        )
+        if self.progress is not None:
+            self.progress.stop()
+        self.job = self.launcher.start(self.missing, self.progress_area)
+        self.progress = self.launcher.progress
         self.refresh()
         self.table.selected = self.job.job_id
         return self.job

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import anywidget
 import pandas as pd
 import traitlets
 
+from .assets import JS
+
 __all__ = ["Column", "RecordTable", "filter_records", "json_rows", "sort_records"]
 
-JS = Path(__file__).resolve().parent / "js"
 
 Column = Mapping[str, str]
 """A column: ``{"name": ..., "label": ..., "format": "text" | "number" | "percent"}``."""

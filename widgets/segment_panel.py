@@ -150,7 +150,7 @@ class SegmentPanel(ipywidgets.HBox):
         self._client = client
         self._scattered: Any = None
         self._future: Any = None
-        self._seed: tuple[int, int, int] | None = None
+        self._seed: tuple[int, ...] | None = None
         self._loop = _running_loop()
         self._settled = threading.Event()
         self._settled.set()
@@ -238,7 +238,7 @@ class SegmentPanel(ipywidgets.HBox):
     def _succeed(self, outcome: dict[str, Any]) -> None:
         record = outcome.get("record") or {}
         self.viewer.add_overlay(outcome["mask"], lut="Red Overlay", alpha=0.5, name=OVERLAY_NAME)
-        self.table.value = quantification_html(outcome["quantification"], self._seed, record.get("seg_id"))
+        self.table.value = quantification_html(outcome["quantification"], self._seed or (), record.get("seg_id"))
         self.status.value = self._status_html(f"Segmented from voxel {self._seed}.")
         self.result, self.error, self.state = outcome, "", "done"
         self._event("done", self._seed, volume_ml=outcome["quantification"]["volume_ml"])
@@ -252,7 +252,7 @@ class SegmentPanel(ipywidgets.HBox):
         self.result, self.error, self.state = None, message, "failed"
         self._event("failed", self._seed, error=message)
 
-    def _event(self, kind: str, seed: tuple[int, int, int] | None, **details: Any) -> None:
+    def _event(self, kind: str, seed: tuple[int, ...] | None, **details: Any) -> None:
         self.history.append({"event": kind, "seed": seed, "time": time.time(), **details})
 
     @staticmethod

@@ -21,6 +21,7 @@ import ipywidgets
 
 from imaging_lib.limits import UPLOAD_LIMIT_BYTES
 
+from .batch_launcher import BatchLauncher
 from .file_drop import FileDrop, Upload
 
 __all__ = ["UploadPanel", "limit_text", "summary_html"]
@@ -105,9 +106,7 @@ class UploadPanel(ipywidgets.VBox):
         analyse: bool = True,
     ) -> None:
         self.store = store
-        self.params = params
-        self.model_uri = model_uri
-        self._client = client
+        self.launcher = BatchLauncher(store, model_uri=model_uri, client=client, params=params)
         self.summary: Any = None
         self.job: Any = None
         self.drop = FileDrop(max_bytes=UPLOAD_LIMIT_BYTES)
@@ -141,14 +140,5 @@ class UploadPanel(ipywidgets.VBox):
 
     def start_batch(self, study_uids: Sequence[str]) -> Any:
         """Start the prediction batch on ``study_uids`` and follow it below the summary."""
-        from imaging_lib.jobs import run_batch
-        from imaging_lib.models import DEMO_MODEL_URI
-
-        from .job_progress import JobProgress
-
-        self.job_area.children = [ipywidgets.HTML("<i>Starting the analysis…</i>")]
-        self.job = run_batch(
-            list(study_uids), self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params
-        )
-        self.job_area.children = [ipywidgets.HTML("<h4>Analysis</h4>"), JobProgress(self.job)]
+        self.job = self.launcher.start(study_uids, self.job_area, title="Analysis")
         return self.job

@@ -37,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -75,7 +76,7 @@ WILDCARD_IPS = ("", "0.0.0.0", "::")
 
 def apps_dir() -> Path:
     """Return the folder of the dashboard notebooks (package data, so a wheel install has them)."""
-    return Path(__file__).resolve().parent / "apps"
+    return Path(str(resources.files(__package__) / "apps"))
 
 
 def resolve_token(token: str | None = None, environ: Mapping[str, str] | None = None) -> str:

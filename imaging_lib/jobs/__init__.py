@@ -2,13 +2,23 @@
 
 :func:`get_client` gives the cluster (:mod:`~imaging_lib.jobs.cluster`), :func:`run_tasks`
 runs one task per item and keeps its :class:`Job` record current
-(:mod:`~imaging_lib.jobs.runner`), and :func:`run_batch` predicts and explains studies
-(:mod:`~imaging_lib.jobs.batch`).
+(:mod:`~imaging_lib.jobs.runner`), :class:`JobView` and :func:`follow_with_progress_bar`
+follow a job (:mod:`~imaging_lib.jobs.progress`), and :func:`run_batch` predicts and
+explains studies (:mod:`~imaging_lib.jobs.batch`).
 """
 
-from .batch import DEFAULT_PARAMS, pipeline_params, process_study, resolve_study_uids, run_batch, studies_with_result
+from .batch import (
+    DEFAULT_PARAMS,
+    model_identity,
+    pipeline_params,
+    process_study,
+    resolve_study_uids,
+    run_batch,
+    studies_with_result,
+)
 from .cluster import SCHEDULER_ENV, get_client, start_local_cluster
-from .runner import ITEM_STATES, TRANSIENT_ERRORS, Job, JobView, follow_with_progress_bar, run_tasks
+from .progress import ITEM_STATES, JobView, follow_with_progress_bar
+from .runner import TRANSIENT_ERRORS, Job, run_tasks
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -19,6 +29,7 @@ __all__ = [
     "JobView",
     "follow_with_progress_bar",
     "get_client",
+    "model_identity",
     "pipeline_params",
     "process_study",
     "resolve_study_uids",

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "model_identity",
     "pipeline_params",
     "process_study",
     "resolve_study_uids",
@@ -159,6 +160,24 @@ def process_study(
     }
 
 
+def model_identity(model_uri: str) -> tuple[str, str]:
+    """The ``(model_id, model_checksum)`` that results of the model at ``model_uri`` are stored under.
+
+    This is the model's half of "has a result" (:meth:`Catalog.studies_with_result
+    <imaging_lib.store.catalog.Catalog.studies_with_result>`); the batch and the job
+    monitor both ask it. The model is loaded and verified once per process.
+
+    Raises
+    ------
+    imaging_lib.errors.ModelNotFound, imaging_lib.errors.ModelChecksumMismatch, imaging_lib.errors.InvalidModelSpec
+        As :func:`imaging_lib.models.load_model`.
+    """
+    from ..models import load_model
+
+    model = load_model(model_uri)
+    return model.model_id, model.checksum
+
+
 def studies_with_result(store: Store, study_uids: Sequence[str], model_id: str, model_checksum: str) -> set[str]:
     """The studies whose result of this model (id *and* checksum) is stored; see
     :meth:`imaging_lib.store.catalog.Catalog.studies_with_result`."""
@@ -223,7 +242,6 @@ def run_batch(
         If ``params`` names an unknown parameter.
     """
     from ..models import load_model
-    from .batch import pipeline_params, process_study
 
     resolved = pipeline_params(params)
     study_uids = resolve_study_uids(study_uids, store)

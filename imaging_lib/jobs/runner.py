@@ -1,12 +1,12 @@
 """Long jobs on Dask distributed: one task per item, and a live job record.
 
-:func:`run_tasks` submits one
-task per item (a study, a report) and returns a :class:`Job` whose state -- counts of
-pending, running, done, failed and skipped items, per-item errors with their typed error
-names, throughput and ETA -- is kept current in the store under
-:func:`imaging_lib.store.layout.job_record_key`, so a dashboard in another process can follow
-it with :class:`JobView`. The prediction batch (:mod:`imaging_lib.jobs.batch`) and the
-reports (:mod:`imaging_lib.reports`) run on it.
+:func:`run_tasks` submits one task per item (a study, a report) and returns a :class:`Job`
+whose state -- counts of pending, running, done, failed and skipped items, per-item errors
+with their typed error names, throughput and ETA (:mod:`~imaging_lib.jobs.progress`) -- is
+kept current in the store under :func:`imaging_lib.store.layout.job_record_key`, so a
+dashboard in another process can follow it with :class:`~imaging_lib.jobs.progress.JobView`.
+The prediction batch (:mod:`imaging_lib.jobs.batch`) and the reports
+(:mod:`imaging_lib.reports`) run on it.
 
 Failures are per item: an error in one item is recorded with its type and message and
 the other items go on. Transient errors (``OSError`` and its kin, e.g. a store hiccup)
@@ -29,28 +29,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ImagingError
 from ..store import layout, records
 from .cluster import get_client
+from .progress import count_states, eta_seconds, item_errors, throughput_per_minute
 
 if TYPE_CHECKING:
     from distributed import Client, Future
 
     from ..store.objects import Store
 
-__all__ = [
-    "ITEM_STATES",
-    "TRANSIENT_ERRORS",
-    "Job",
-    "JobView",
-    "follow_with_progress_bar",
-    "run_tasks",
-]
+__all__ = ["TRANSIENT_ERRORS", "Job", "run_tasks"]
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError)
-ITEM_STATES = ("pending", "running", "done", "failed", "skipped")
 
 logger = logging.getLogger(__name__)
 
@@ -102,27 +95,6 @@ def _announce_running(topic: str, item: str) -> str | None:
         return None
     worker.log_event(topic, {"item": item})
     return worker.address
-
-
-def _errors(items: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
-    """Item -> ``{"error_type", "error"}`` for every item whose failure has been collected."""
-    return {
-        item: {"error_type": entry["error_type"], "error": entry["error"]}
-        for item, entry in items.items()
-        if "error_type" in entry
-    }
-
-
-def _throughput_per_minute(counts: Mapping[str, int], elapsed: float) -> float:
-    return 60.0 * (counts["done"] + counts["failed"]) / elapsed if elapsed > 0 else 0.0
-
-
-def _eta_seconds(counts: Mapping[str, int], elapsed: float) -> float | None:
-    remaining = counts["pending"] + counts["running"]
-    if remaining == 0:
-        return 0.0
-    rate = _throughput_per_minute(counts, elapsed) / 60.0
-    return remaining / rate if rate > 0 else None
 
 
 class Job:
@@ -186,11 +158,7 @@ class Job:
         """A consistent copy of the items and their counts."""
         with self._lock:
             items = {item: dict(entry) for item, entry in self._items.items()}
-        counts = dict.fromkeys(ITEM_STATES, 0)
-        for entry in items.values():
-            counts[entry["state"]] += 1
-        counts["total"] = len(items)
-        return items, counts
+        return items, count_states(items)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -200,7 +168,7 @@ class Job:
     @property
     def errors(self) -> dict[str, dict[str, str]]:
         """Item -> ``{"error_type", "error"}`` for every failed item."""
-        return _errors(self._state()[0])
+        return item_errors(self._state()[0])
 
     @property
     def finished(self) -> bool:
@@ -216,27 +184,27 @@ class Job:
     @property
     def throughput_per_minute(self) -> float:
         """Items ended (done or failed, not skipped) per minute of wall time."""
-        return _throughput_per_minute(self.counts, self.elapsed_seconds)
+        return throughput_per_minute(self.counts, self.elapsed_seconds)
 
     @property
     def eta_seconds(self) -> float | None:
         """Estimated seconds until every item has ended; None before the first one ends."""
-        return _eta_seconds(self.counts, self.elapsed_seconds)
+        return eta_seconds(self.counts, self.elapsed_seconds)
 
     def snapshot(self) -> dict[str, Any]:
         """The job record: what is written to the store, as a JSON-able dict."""
         items, counts = self._state()
         elapsed = self.elapsed_seconds
-        eta = _eta_seconds(counts, elapsed)
+        eta = eta_seconds(counts, elapsed)
         state = {
             "status": "finished" if self._ended_at is not None else "running",
             "updated_at": records.now(),
             "finished_at": self.finished_at,
             "counts": counts,
-            "errors": [{"item": item, **error} for item, error in _errors(items).items()],
+            "errors": [{"item": item, **error} for item, error in item_errors(items).items()],
             "items": items,
             "elapsed_seconds": round(elapsed, 3),
-            "throughput_per_minute": round(_throughput_per_minute(counts, elapsed), 3),
+            "throughput_per_minute": round(throughput_per_minute(counts, elapsed), 3),
             "eta_seconds": None if eta is None else round(eta, 1),
             "dashboard_link": self.dashboard_link,
             "scheduler": self.client.scheduler.address if self.client.scheduler else None,
@@ -445,66 +413,3 @@ def run_tasks(
     )
     job._start(task, retries, transient_errors, retry_delay)
     return job
-
-
-class JobView:
-    """A job followed through its record in the store, from any process (e.g. a dashboard).
-
-    Parameters
-    ----------
-    store : Store
-    job_id : str
-    """
-
-    def __init__(self, store: Store, job_id: str) -> None:
-        self.store = store
-        self.job_id = job_id
-
-    def snapshot(self) -> dict[str, Any]:
-        """The job record as last written by the process running the job.
-
-        Raises
-        ------
-        imaging_lib.errors.MissingRecord
-            If no job of that id has written a record.
-        """
-        return records.read_record(self.store, layout.job_record_key(self.job_id))
-
-    @property
-    def finished(self) -> bool:
-        """Whether the record says every item has ended."""
-        return self.snapshot()["status"] == "finished"
-
-
-def follow_with_progress_bar(job: Job, *, file: TextIO | None = None, poll: float = 0.5) -> Job:
-    """Show a tqdm bar of ``job`` until it ends (the ``imaging-lab run`` progress bar).
-
-    Parameters
-    ----------
-    job : Job
-    file : text stream, optional
-        Where the bar is drawn; default stderr.
-    poll : float
-        Seconds between updates.
-
-    Returns
-    -------
-    Job
-        The ended job.
-    """
-    from tqdm import tqdm
-
-    counts = job.counts
-    with tqdm(total=counts["total"], initial=counts["skipped"], unit="study", file=file, desc=job.job_id) as bar:
-        while True:
-            ended = job.finished
-            counts = job.counts
-            bar.n = counts["done"] + counts["failed"] + counts["skipped"]
-            bar.set_postfix(running=counts["running"], failed=counts["failed"], refresh=False)
-            bar.refresh()
-            if ended:
-                return job
-            try:
-                job.wait(poll)
-            except TimeoutError:
-                continue

@@ -47,7 +47,7 @@ SEGMENTATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _lime_image():
+def _lime_image() -> Any:
     os.environ.setdefault("TQDM_DISABLE", "1")  # lime's own data_labels draws a tqdm bar
     from lime import lime_image
 
@@ -169,9 +169,9 @@ def perturbed_predictions(
 
 
 def _fast_explainer(kernel_width: float, feature_selection: str, random_state: Any):
-    lime_image = _lime_image()
+    explainer: Any = _lime_image().LimeImageExplainer
 
-    class FastLimeImageExplainer(lime_image.LimeImageExplainer):
+    class FastLimeImageExplainer(explainer):
         """lime's image explainer with a vectorised ``data_labels`` (same draws, same result)."""
 
         def data_labels(self, image, fudged_image, segments, classifier_fn, num_samples, batch_size=10):
@@ -263,7 +263,7 @@ class Explanation:
                 f"does not fit a volume of shape {shape}",
             )
         array = np.zeros(shape, np.float32)
-        index = [slice(None)] * 3
+        index: list[slice | int] = [slice(None)] * 3
         index[self.slice_axis] = self.slice_index
         array[tuple(index)] = self.heatmap
         return Volume(array, volume.affine, {**volume.metadata, "description": f"LIME heat map, {self.label}"})
@@ -417,8 +417,8 @@ def explain_slice(
         kernel_width=kernel_width,
         feature_selection=feature_selection,
     )
-    plane_shape = tuple(n for a, n in enumerate(volume.shape) if a != axis)
-    segments = resize_labels(lime_result.segments, plane_shape)
+    height, width = (n for a, n in enumerate(volume.shape[:3]) if a != axis)
+    segments = resize_labels(lime_result.segments, (height, width))
     lookup = np.zeros(int(lime_result.segments.max()) + 1, np.float32)
     for segment, weight in lime_result.weights.items():
         lookup[segment] = weight

@@ -1,6 +1,7 @@
 """The project store: keys to bytes on a local folder, Google Cloud Storage or memory.
 
-One class, :class:`Store`, over fsspec. Every object the platform keeps (de-identified
+One class, :class:`Store`, over fsspec (:mod:`~imaging_lib.store.filesystems` opens the
+filesystem of its URL). Every object the platform keeps (de-identified
 DICOM, NIfTI volumes, JSON records, reports) goes through it, under the layout of
 :mod:`imaging_lib.store.layout`.
 
@@ -41,9 +42,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
 from .. import settings
-from ..errors import KeyExists, MissingDependency, MissingRecord, UnreadableRecord
+from ..errors import KeyExists, MissingRecord, UnreadableRecord
 from ..limits import MAX_KEY_LENGTH
 from ..volume import Volume
+from .filesystems import canonical_url, open_filesystem, reject_credentials_in_url
 
 __all__ = [
     "DEFAULT_STORE",
@@ -57,7 +59,6 @@ __all__ = [
 DEFAULT_STORE = "./data/store"
 STORE_ENV = settings.STORE.name
 EMULATOR_ENV = settings.STORAGE_EMULATOR_HOST.name
-ZONAL_PROBE_ENV = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _TEMP_PREFIX = ".tmp-"
@@ -103,71 +104,6 @@ def validate_key(key: str, *, allow_empty: bool = False) -> str:
     return key
 
 
-def _reject_credentials_in_url(url: str) -> None:
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        raise ValueError(f"{scheme}://...: put credentials in storage options, not in the store URL")
-
-
-def open_filesystem(url: str, **storage_options: Any) -> tuple[Any, str]:
-    """Return the fsspec filesystem serving ``url`` and the root path inside it.
-
-    The one place that knows how each backend is opened: local paths and ``file://``,
-    ``gs://`` (gcsfs, anonymous against ``STORAGE_EMULATOR_HOST``, standard credentials
-    otherwise) and ``memory://``. Ingest uses it for ``gs://`` sources too.
-
-    Parameters
-    ----------
-    url : str
-        A local path, ``file://``, ``gs://bucket/prefix``, ``memory://name`` or any
-        other fsspec URL.
-    **storage_options
-        Passed to the filesystem (for gcsfs: ``token``, ``project``, ...).
-
-    Returns
-    -------
-    (fsspec.AbstractFileSystem, str)
-        The filesystem and the root path without protocol or trailing ``/``.
-
-    Raises
-    ------
-    MissingDependency
-        If the protocol's fsspec implementation is not installed.
-    """
-    import fsspec
-
-    _reject_credentials_in_url(url)
-    protocol, _, rest = url.partition("://") if "://" in url else ("file", "", url)
-    if protocol in ("gs", "gcs"):
-        os.environ.setdefault(ZONAL_PROBE_ENV, "false")  # must precede the gcsfs import
-        try:
-            import gcsfs
-        except ImportError:  # pragma: no cover - gcsfs is a core dependency
-            raise MissingDependency(url, "gs:// stores need gcsfs: pip install gcsfs") from None
-        options = dict(storage_options)
-        if settings.read(settings.STORAGE_EMULATOR_HOST) and "token" not in options:
-            options["token"] = "anon"
-        return gcsfs.GCSFileSystem(**options), rest.strip("/")
-    if protocol == "file":
-        return fsspec.filesystem("file"), os.path.abspath(os.path.expanduser(rest)).rstrip(os.sep) or os.sep
-    if protocol == "memory":
-        return fsspec.filesystem("memory"), "/" + rest.strip("/")
-    try:
-        filesystem = fsspec.filesystem(protocol, **storage_options)
-    except (ImportError, ValueError) as exc:
-        raise MissingDependency(url, f"no fsspec filesystem for {protocol}:// ({exc})") from None
-    return filesystem, filesystem._strip_protocol(url).rstrip("/")
-
-
-def _canonical_url(url: str) -> str:
-    if "://" not in url:
-        return os.path.abspath(os.path.expanduser(url))
-    protocol, _, rest = url.partition("://")
-    if protocol == "file":
-        return os.path.abspath(os.path.expanduser(rest))
-    return f"{'gs' if protocol == 'gcs' else protocol}://{rest.strip('/')}"
-
-
 class Store:
     """Keys to bytes on a local folder, ``gs://`` or ``memory://``, with atomic writes.
 
@@ -188,8 +124,8 @@ class Store:
 
     def __init__(self, url: str | os.PathLike[str] | None = None, **storage_options: Any) -> None:
         raw = os.fspath(url) if url is not None else str(settings.read(settings.STORE))
-        _reject_credentials_in_url(raw)
-        self.url = _canonical_url(raw)
+        reject_credentials_in_url(raw)
+        self.url = canonical_url(raw)
         self._options = dict(storage_options)
         self._filesystem: Any = None
         self._root = ""
@@ -202,7 +138,7 @@ class Store:
         return {"url": self.url, "options": self._options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], **state["options"])
+        Store.__init__(self, state["url"], **state["options"])
 
     @property
     def is_local(self) -> bool:

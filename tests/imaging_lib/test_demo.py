@@ -1,8 +1,9 @@
 """``imaging-lab demo``: what ``make demo`` runs, as the real command in a subprocess.
 
 The command runs on the session's Dask LocalCluster (``--scheduler``) with a fresh store,
-first with ``--no-serve``; then again, serving: the second run redoes nothing, prints the
-dashboards' URL with its token, serves them, and stops cleanly on SIGTERM.
+first with ``--no-serve``; then :func:`prepare_demo` again in process, which prints nothing
+and tells its steps through callbacks; then the command again, serving: it redoes nothing,
+prints the dashboards' URL with its token, serves them, and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import psutil
 import pytest
 import requests
 
-from imaging_lib.demo import sample_sources, studies_summary
+from imaging_lib.demo import prepare_demo, sample_sources, studies_summary
+from imaging_lib.jobs import Job
 from imaging_lib.store import layout
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.objects import Store
@@ -30,7 +32,7 @@ def _command(store: Store, scheduler: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "imaging_lib.cli", "demo", "--store", store.url, "--scheduler", scheduler, *args]
 
 
-def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_dask_client):
+def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_dask_client, capsys):
     store = Store(tmp_path / "store")
     scheduler = local_dask_client.scheduler.address
     first = subprocess.run(
@@ -55,6 +57,20 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
     assert studies_summary(store) in first.stdout
     assert "256x256x20" in first.stdout and "0.859 x 0.859 x 7" in first.stdout
     assert "4 studies, 0 failure(s)" in first.stdout
+    # each job is announced with its record and Dask dashboard, and followed by a bar
+    for kind in ("batch", "report"):
+        assert re.search(rf"^job {kind}-\S+: record {re.escape(store.url)}/records/jobs/", first.stdout, re.M)
+        assert re.search(rf"{kind}-\S+: 100%\|", first.stderr), first.stderr[-2000:]
+
+    # the library itself prints nothing: it reports through its callbacks and its outcome
+    capsys.readouterr()
+    heard: list[object] = []
+    again = prepare_demo(store, local_dask_client, on_ingested=heard.append, on_job=heard.append)
+    assert capsys.readouterr().out == ""
+    assert heard[0] is again.ingest and len(again.ingest.skipped) == len(sample_sources())
+    assert [type(item) for item in heard[1:]] == [Job, Job] and heard[1:] == [again.batch, again.reports]
+    assert again.batch.counts["skipped"] == 4 and again.reports.counts["skipped"] == 4
+    assert str(again) == f"demo store {store.url}: 4 studies, 0 failure(s)"
 
     port = free_port()
     second = subprocess.Popen(
@@ -83,6 +99,6 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
     assert f"skipped {len(sample_sources())} already stored" in "".join(printed)
     jobs = Catalog(store).jobs()
     batches = jobs[jobs["kind"] == "batch"].sort_values("created_at")
-    assert len(batches) == 2
-    assert batches.iloc[-1]["counts.skipped"] == 4 and batches.iloc[-1]["counts.done"] == 0  # nothing recomputed
+    assert len(batches) == 3
+    assert all(batches.iloc[1:]["counts.skipped"] == 4) and all(batches.iloc[1:]["counts.done"] == 0)  # nothing redone
     assert len(Catalog(store).results()) == len(results)

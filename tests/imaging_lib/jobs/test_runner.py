@@ -1,6 +1,6 @@
-"""Tests of imaging_lib.jobs with generic tasks on real Dask clusters (LocalCluster and processes).
+"""run_tasks and Job with generic tasks on real Dask clusters (LocalCluster and processes).
 
-The batch pipeline itself (models, resume, dying workers) is tested in ``test_pipeline.py``.
+The batch pipeline itself (models, resume, dying workers) is tested in ``test_batch.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import cloudpickle
 import pytest
 
 from imaging_lib.errors import UnreadableImage
-from imaging_lib.jobs import JobView, get_client, run_tasks
+from imaging_lib.jobs import JobView, run_tasks
 from imaging_lib.store import layout
 from imaging_lib.store.objects import Store
 
@@ -152,37 +152,3 @@ def test_record_is_followed_from_another_process_on_a_process_cluster(dask_proce
     assert final["status"] == "finished"
     assert final["counts"]["done"] == 16 and final["counts"]["pending"] == 0
     assert {entry["worker"] for entry in final["items"].values()} == workers
-
-
-def test_get_client_connects_to_an_address_and_reuses_it(dask_process_cluster, monkeypatch):
-    monkeypatch.setenv("IMAGING_DASK_SCHEDULER", dask_process_cluster.scheduler_address)
-    client = get_client()
-    assert get_client(dask_process_cluster.scheduler_address) is client
-    assert client.scheduler.address == dask_process_cluster.scheduler_address
-    assert len(client.scheduler_info()["workers"]) == 2
-    # the workers run torch single-threaded and without Dask's malloc trim threshold
-    environ = client.run(lambda: (os.environ.get("OMP_NUM_THREADS"), os.environ.get("MALLOC_TRIM_THRESHOLD_")))
-    assert set(environ.values()) == {("1", None)}
-    client.close()
-
-
-@pytest.mark.slow
-def test_get_client_starts_one_local_cluster_per_process():
-    script = """
-import json, os
-from imaging_lib.jobs import get_client
-client = get_client()
-assert get_client() is client
-workers = client.scheduler_info()["workers"]
-environ = client.run(lambda: [os.environ.get("OMP_NUM_THREADS"), os.environ.get("MALLOC_TRIM_THRESHOLD_")])
-print(json.dumps({"workers": len(workers), "cpus": os.cpu_count(), "link": client.dashboard_link,
-                  "nthreads": sorted({w["nthreads"] for w in workers.values()}), "environ": list(environ.values())}))
-client.close(); client.cluster.close()
-"""
-    env = {key: value for key, value in os.environ.items() if key != "IMAGING_DASK_SCHEDULER"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env)
-    assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["workers"] == found["cpus"] and found["nthreads"] == [1]
-    assert all(environ == ["1", None] for environ in found["environ"])
-    assert found["link"].startswith("http://127.0.0.1:")
