@@ -159,8 +159,15 @@ def test_study_report_html_shows_prediction_and_embedded_images_without_code(rep
         assert "store.read_json" not in html and "import matplotlib" not in html  # no code cells
         assert "<script src=" not in html  # renders offline
         images = [_png_pixels(base64.b64decode(chunk.split('"', 1)[0])) for chunk in html.split(PNG_DATA_URI)[1:]]
-        assert len(images) >= 3  # montage, heat map, per-slice probabilities
+        single_slice = len(result["slice_probabilities"]) == 1
+        # montage and heat map, and a per-slice chart unless there is one slice (then the number, in words)
+        assert len(images) >= (2 if single_slice else 3)
         assert all(image.std() > 0.01 for image in images)
+        assert ("Single-slice study: probability" in html) == single_slice
+    assert {
+        len(store.read_json(layout.result_record_key(u, _model_id(store, u)))["slice_probabilities"])
+        for u in study_uids
+    } == {1, 20}
 
 
 def _model_id(store: Store, study_uid: str) -> str:
