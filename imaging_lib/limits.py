@@ -11,6 +11,7 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "SECRET_MIN_BYTES",
     "UPLOAD_LIMIT_BYTES",
+    "VIEWER_MAX_BYTES",
     "WEBSOCKET_MAX_MESSAGE_SIZE",
 ]
 
@@ -28,3 +29,8 @@ MAX_KEY_LENGTH = 1024
 
 SECRET_MIN_BYTES = 16
 """Shortest de-identification key accepted."""
+
+VIEWER_MAX_BYTES = 768 * 1024**2
+"""Largest total of images (base and overlays, as sent) one PapayaViewer puts in a browser
+tab: 768 MiB. A 512x512x400 int16 CT (200 MiB) with masks fits; a 1 GiB volume is refused
+in Python with a message in the widget, rather than crashing the tab."""
