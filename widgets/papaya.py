@@ -407,8 +407,8 @@ class PapayaViewer(anywidget.AnyWidget):
             parts.insert(0, ("preview", layer.preview))
         for part, encoded in parts:
             described = {"part": part, "total": encoded.nbytes, "axes": list(encoded.axes), "stride": encoded.stride}
-            for offset, buffers in encoded.chunks(CHUNK_BYTES):
-                self.send({"type": "chunk", **reply, **described, "offset": offset}, buffers)
+            for piece, buffers in encoded.chunks(CHUNK_BYTES):
+                self.send({"type": "chunk", **reply, **described, **piece}, buffers)
 
     # ------------------------------------------------------------------ position
     def _position(self, ijk: Sequence[int]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Pure functions of volumes and options, no widget state:
 * :func:`as_volume` turns anything the viewer accepts into a :class:`Volume`;
 * :func:`encode_for_papaya` gives an :class:`EncodedVolume`: a 352-byte NIfTI-1 header
   and the voxel array's own memory as the body (no copy for a C- or Fortran-ordered
-  array: a C-ordered one is declared with its axes reversed, which is its Fortran order);
+  array: a C-ordered one is declared with its axes reversed, which is its Fortran order;
+  a 0/1 mask is packed to one bit per voxel, an eighth of its bytes);
   :meth:`EncodedVolume.chunks` cuts it into websocket messages under tornado's stock
   10 MiB limit;
 * :func:`preview_stride` picks the voxel step of the downsampled preview of a large
@@ -232,7 +233,8 @@ class EncodedVolume:
         The 352-byte NIfTI-1 header (``vox_offset`` 352).
     body : memoryview
         The voxel bytes in the order the header declares (a view of the array, or of a
-        converted copy when Papaya cannot read the array's type).
+        converted copy when Papaya cannot read the array's type); for a 0/1 mask
+        (``bits``), one bit per voxel, least significant bit first.
     axes : tuple of int
         The volume axis of each axis of the file: ``(0, 1, 2)``, or ``(2, 1, 0)`` for a
         C-ordered array declared as its Fortran-ordered transpose.
@@ -241,6 +243,11 @@ class EncodedVolume:
         voxel ``n`` of the file is voxel ``stride * n`` of the volume.
     shape : tuple of int
         The volume's 3D shape (not the file's).
+    voxel_bytes : int
+        Size of the file's voxel data once unpacked.
+    bits : bool
+        Whether ``body`` holds a 0/1 mask packed 8 voxels to a byte (a mask travels in
+        an eighth of its size; the browser unpacks it as it arrives).
     """
 
     header: bytes
@@ -248,31 +255,45 @@ class EncodedVolume:
     axes: tuple[int, int, int]
     stride: int
     shape: tuple[int, int, int]
+    voxel_bytes: int
+    bits: bool = False
 
     @property
     def nbytes(self) -> int:
-        """Size of the whole file."""
+        """Size of the whole file (unpacked), as the browser holds it."""
+        return len(self.header) + self.voxel_bytes
+
+    @property
+    def sent_bytes(self) -> int:
+        """Bytes that travel: the header and the (packed) body."""
         return len(self.header) + self.body.nbytes
 
     def to_bytes(self) -> bytes:
         """The whole file as one bytes object (a copy: for saving or checking, not sending)."""
+        if self.bits:
+            voxels = np.unpackbits(np.asarray(self.body), count=self.voxel_bytes, bitorder="little")
+            return self.header + voxels.tobytes()
         return self.header + self.body.tobytes()
 
-    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[tuple[int, list[memoryview]]]:
-        """Cut the file into pieces of at most ``size`` bytes, without copying.
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[tuple[dict[str, Any], list[memoryview]]]:
+        """Cut the file into messages of at most ``size`` bytes, without copying.
 
         Yields
         ------
-        (int, list of memoryview)
-            The offset of a piece in the file and its buffers (the first piece holds the
-            header and the first voxels).
+        (dict, list of memoryview)
+            What the browser needs to place a piece (``offset`` in the unpacked file,
+            ``encoding`` ``"raw"`` or ``"bits"``, and for bits the ``voxels`` they hold)
+            and its buffer. The header comes first, alone.
         """
-        if size <= len(self.header):
-            raise ValueError(f"chunks must be larger than the {len(self.header)}-byte header")
-        first = min(size - len(self.header), self.body.nbytes)
-        yield 0, [memoryview(self.header), self.body[:first]]
-        for start in range(first, self.body.nbytes, size):
-            yield len(self.header) + start, [self.body[start : start + size]]
+        yield {"offset": 0, "encoding": "raw"}, [memoryview(self.header)]
+        start_of_voxels = len(self.header)
+        for start in range(0, self.body.nbytes, size):
+            piece = self.body[start : start + size]
+            if self.bits:
+                voxels = min(8 * piece.nbytes, self.voxel_bytes - 8 * start)
+                yield {"offset": start_of_voxels + 8 * start, "encoding": "bits", "voxels": voxels}, [piece]
+            else:
+                yield {"offset": start_of_voxels + start, "encoding": "raw"}, [piece]
 
 
 def _nifti_header(file_array: np.ndarray, affine: np.ndarray, description: str, window: tuple[float, float]) -> bytes:
@@ -332,13 +353,16 @@ def encode_for_papaya(volume: Volume, *, stride: int = 1, window: tuple[float, f
             array, axes = array.T, (2, 1, 0)
         else:
             array = np.asfortranarray(array)
-    body = memoryview(array.ravel(order="F")).cast("B")  # type: ignore[arg-type]  # numpy arrays are buffers
+    voxels = array.ravel(order="F")
+    bits = voxels.dtype == np.uint8 and voxels.size > 0 and int(voxels.max()) <= 1
+    packed = np.packbits(voxels, bitorder="little") if bits else voxels
+    body = memoryview(packed).cast("B")  # type: ignore[arg-type]  # numpy arrays are buffers
     placed = np.asarray(volume.affine, dtype=np.float64) @ np.diag([stride, stride, stride, 1.0])
     file_affine = placed[:, [*axes, 3]]
     shown = display_affine(file_affine).astype(np.float32).astype(np.float64)
     description = str(volume.metadata.get("series_description", ""))
     header = _nifti_header(array, shown, description, window)
-    return EncodedVolume(header, body, axes, stride, (shape[0], shape[1], shape[2]))
+    return EncodedVolume(header, body, axes, stride, (shape[0], shape[1], shape[2]), int(voxels.nbytes), bits)
 
 
 def preview_stride(shape: tuple[int, ...], nbytes: int) -> int:

@@ -53,8 +53,13 @@ def assemble(messages: list[tuple[dict, list]], part: str = "full") -> tuple[byt
         offset = content["offset"]
         for buffer in buffers:
             view = memoryview(buffer).cast("B")
-            file[offset : offset + view.nbytes] = view
-            offset += view.nbytes
+            if content["encoding"] == "bits":
+                voxels = np.unpackbits(np.frombuffer(view, np.uint8), count=content["voxels"], bitorder="little")
+                file[offset : offset + voxels.size] = voxels.tobytes()
+                offset += voxels.size
+            else:
+                file[offset : offset + view.nbytes] = view
+                offset += view.nbytes
     return bytes(file), chunks[0][0]
 
 
@@ -104,6 +109,28 @@ def test_c_and_fortran_ordered_arrays_both_travel_without_copies():
     flipped = array[:, ::-1]  # neither order: one copy
     shown = decoded(papaya_encoding.encode_for_papaya(Volume(flipped, affine)).to_bytes(), {"axes": (0, 1, 2)})
     np.testing.assert_array_equal(shown.array, flipped)
+
+
+def test_a_mask_travels_one_bit_per_voxel_and_unpacks_exactly():
+    rng = np.random.default_rng(1)
+    mask = rng.integers(0, 2, (37, 41, 13), dtype=np.uint8)  # 19721 voxels: not a multiple of 8
+    for voxels in (mask, mask.astype(bool), np.asfortranarray(mask)):
+        viewer = PapayaViewer(np.zeros(mask.shape, np.int16))
+        layer_id = viewer.add_overlay(voxels, name="mask")
+        messages = fetch(viewer, layer_id)
+        assert sum(memoryview(b).nbytes for _c, bs in messages for b in bs) == 352 + (mask.size + 7) // 8
+        np.testing.assert_array_equal(decoded(*assemble(messages)).array, mask)
+    labels = mask * 2  # not 0/1: travels as bytes
+    encoded = papaya_encoding.encode_for_papaya(Volume(labels, np.eye(4)))
+    assert not encoded.bits and encoded.sent_bytes == encoded.nbytes == 352 + labels.nbytes
+    chunked = list(encoded.chunks(4096))
+    assert all(memoryview(b).nbytes <= 4096 for _c, bs in chunked for b in bs)
+    np.testing.assert_array_equal(
+        decoded(
+            *assemble([({**c, "part": "full", "total": encoded.nbytes, "axes": encoded.axes}, bs) for c, bs in chunked])
+        ).array,
+        labels,
+    )
 
 
 def test_a_large_volume_sends_a_downsampled_preview_first(monkeypatch):
@@ -228,7 +255,6 @@ def test_types_papaya_cannot_read_are_converted():
 
     bools = np.zeros((4, 4, 4), bool)
     assert sent_dtype(bools) == np.uint8
-    assert np.shares_memory(np.asarray(papaya_encoding.encode_for_papaya(Volume(bools, np.eye(4))).body), bools)
     assert sent_dtype(np.full((4, 4, 4), 7, np.int64)) == np.int32
     assert sent_dtype(np.full((4, 4, 4), 2**40, np.int64)) == np.float64
     assert sent_dtype(np.zeros((4, 4, 4), ">i2")) == np.dtype("<i2")
@@ -288,7 +314,7 @@ def test_each_overlay_is_its_own_model_and_travels_once(viewer, brain_volume):
         child_state, _paths, child_buffers = _remove_buffers(model.get_state())
         assert child_buffers == [] and len(json.dumps(child_state)) < 1_000
         fetched.append(sum(memoryview(b).nbytes for _c, bs in fetch(viewer, overlay_id, model.version) for b in bs))
-    assert fetched == [mask.nbytes + 352 for mask in masks]
+    assert fetched == [mask.size // 8 + 352 for mask in masks], "a 0/1 mask travels as one bit per voxel"
     removed = viewer._overlays[2]
     viewer.remove_overlay("mask 2")
     assert removed.comm is None, "a removed overlay's model is closed"

@@ -9,8 +9,9 @@
 // Images are *layers* (the base volume, then one per overlay child model), each with an
 // id and a version. A page asks the kernel for a layer it lacks ({type: "fetch"}); the
 // kernel answers with NIfTI bytes in chunks of a few MiB, copied once into one
-// ArrayBuffer that Papaya reads in place (named on `window`, as Papaya requires). A large
-// volume comes as a downsampled preview first. Chunks arrive on the viewer's own model;
+// ArrayBuffer that Papaya reads in place (named on `window`, as Papaya requires); a 0/1
+// mask comes packed one bit per voxel and is unpacked into it. A large volume comes as a
+// downsampled preview first. Chunks arrive on the viewer's own model;
 // its views on one page share the transfers.
 //
 // Positions go back to Python as the volume's own voxel indices (i, j, k): Papaya shows
@@ -173,9 +174,16 @@ class Transfers {
     const target = new Uint8Array(part.buffer);
     let offset = msg.offset;
     for (const view of buffers || []) {
-      target.set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength), offset);
-      offset += view.byteLength;
-      part.received += view.byteLength;
+      const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+      if (msg.encoding === "bits") {
+        unpackBits(bytes, target, offset, msg.voxels);
+        offset += msg.voxels;
+        part.received += msg.voxels;
+      } else {
+        target.set(bytes, offset);
+        offset += bytes.byteLength;
+        part.received += bytes.byteLength;
+      }
     }
     if (part.received >= part.total) {
       part.done = true;
@@ -186,6 +194,28 @@ class Transfers {
       }
     }
     return true;
+  }
+}
+
+// A 0/1 mask travels packed, 8 voxels to a byte, least significant bit first.
+function unpackBits(bytes, target, offset, voxels) {
+  const whole = voxels >> 3;
+  for (let n = 0, at = offset; n < whole; n += 1, at += 8) {
+    const byte = bytes[n];
+    if (byte === 0) {
+      continue; // the buffer starts zeroed
+    }
+    target[at] = byte & 1;
+    target[at + 1] = (byte >> 1) & 1;
+    target[at + 2] = (byte >> 2) & 1;
+    target[at + 3] = (byte >> 3) & 1;
+    target[at + 4] = (byte >> 4) & 1;
+    target[at + 5] = (byte >> 5) & 1;
+    target[at + 6] = (byte >> 6) & 1;
+    target[at + 7] = byte >> 7;
+  }
+  for (let bit = whole * 8; bit < voxels; bit += 1) {
+    target[offset + bit] = (bytes[bit >> 3] >> (bit & 7)) & 1;
   }
 }
 
@@ -323,7 +353,10 @@ class PapayaView {
     el.imagingPapaya = this; // for tests and debugging from the page
     this.setStatus("empty");
 
-    this.onChange = () => this.sync();
+    this.onChange = () => {
+      this.prefetch();
+      this.sync();
+    };
     this.onBusy = () => this.showBusy();
     this.onNotice = () => this.showError();
     this.onMessage = (msg) => this.handleMessage(msg);
@@ -359,7 +392,7 @@ class PapayaView {
     this.resizeObserver.observe(this.el);
     this.showBusy();
     this.showError();
-    this.sync();
+    this.onChange();
   }
 
   // ------------------------------------------------------------------ status
@@ -471,6 +504,23 @@ class PapayaView {
       this.fail(err);
     } finally {
       this.syncing = false;
+    }
+  }
+
+  // Ask now for every layer the model wants, so that all of them travel while Papaya draws.
+  async prefetch() {
+    const spec = this.model.get("_volume") || {};
+    if (!spec.id) {
+      return;
+    }
+    const base = Transfers.key(spec.id, spec.version);
+    this.transfers.request(spec.id, spec.version, Boolean(spec.preview) && this.shown.base !== base);
+    try {
+      for (const child of await this.overlayModels()) {
+        this.transfers.request(child.get("layer_id"), child.get("version"), false);
+      }
+    } catch (err) {
+      // a model closed meanwhile: the next change brings the new list
     }
   }
 
