@@ -347,7 +347,10 @@ class PapayaView {
     this.fullscreen.className = "imaging-papaya-fullscreen";
     this.fullscreen.type = "button";
     this.fullscreen.title = "Full screen";
-    this.fullscreen.textContent = "⛶";
+    this.fullscreen.setAttribute("aria-label", "Full screen");
+    this.fullscreen.innerHTML =
+      '<svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true"><path d="M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5"' +
+      ' fill="none" stroke="currentColor" stroke-width="2"/></svg>';
     this.fullscreen.addEventListener("click", () => this.toggleFullscreen());
     el.append(this.frame, this.busy, this.error, this.fullscreen);
     el.imagingPapaya = this; // for tests and debugging from the page
