@@ -121,8 +121,10 @@ class PapayaViewer(anywidget.AnyWidget):
         its message.
     """
 
-    _esm = BUNDLE
-    _css = BUNDLE_CSS
+    # The bundle path; None when it is not built (anywidget reads files when the class is
+    # made and would fail on import): the constructor then raises MissingDependency.
+    _esm = BUNDLE if BUNDLE.exists() else None
+    _css = BUNDLE_CSS if BUNDLE_CSS.exists() else None
 
     _viewer_id = traitlets.Unicode("").tag(sync=True)
     _volume = traitlets.Dict().tag(sync=True)

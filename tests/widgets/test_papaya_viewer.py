@@ -431,3 +431,12 @@ def test_is_mask():
     assert not is_mask(np.array([0, 2]))
     assert not is_mask(np.array([-1, 1]))
     assert not is_mask(np.zeros(3))
+
+
+def test_an_unbuilt_front_end_is_a_clear_missing_dependency(monkeypatch, tmp_path):
+    from imaging_lib.errors import MissingDependency
+    from widgets import papaya
+
+    monkeypatch.setattr(papaya, "BUNDLE", tmp_path / "papaya_widget.js")
+    with pytest.raises(MissingDependency, match="npm run build"):
+        PapayaViewer()
