@@ -42,9 +42,7 @@ from imaging_lib.limits import VIEWER_MAX_BYTES
 from imaging_lib.volume import Volume
 
 from .papaya_encoding import (
-    CHUNK_BYTES,
     PAPAYA_LUTS,
-    EncodedVolume,
     ImageLike,
     as_volume,
     check_same_grid,
@@ -56,7 +54,7 @@ from .papaya_encoding import (
     voxel_range,
     voxels_3d,
 )
-from .papaya_layers import Layer, PapayaOverlay, display_settings, mib, sent_nbytes
+from .papaya_layers import Layer, PapayaOverlay, Transfers, display_settings, mib, sent_nbytes
 
 __all__ = [
     "BUNDLE",
@@ -159,6 +157,7 @@ class PapayaViewer(anywidget.AnyWidget):
         self.volume: Volume | None = None
         self._base: Layer | None = None
         self._overlay_layers: dict[str, Layer] = {}
+        self._transfers = Transfers(self._send_chunk, self._layer_alive)
         self._cursor_seq = itertools.count(1)
         self._click_handlers = ipywidgets.CallbackDispatcher()
         self.on_msg(self._handle_browser_message)
@@ -397,20 +396,21 @@ class PapayaViewer(anywidget.AnyWidget):
             return self._base
         return self._overlay_layers.get(layer_id) if isinstance(layer_id, str) else None
 
+    def _send_chunk(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
+        self.send(content, buffers)
+
+    def _layer_alive(self, layer_id: str, version: int) -> bool:
+        layer = self._layer(layer_id)
+        return layer is not None and layer.version == version
+
     def _send_layer(self, request: Mapping[str, Any]) -> None:
-        """Answer a browser's fetch: the preview (when asked and there is one), then the full image."""
+        """Answer a browser's fetch: queue the layer's chunks (``gone`` if it was replaced)."""
         layer = self._layer(request.get("layer"))
         reply = {"layer": request.get("layer"), "version": request.get("version"), "transfer": request.get("transfer")}
-        if layer is None or layer.version != request.get("version"):
+        if layer is None or layer.version != request.get("version") or not isinstance(request.get("transfer"), str):
             self.send({"type": "gone", **reply})
             return
-        parts: list[tuple[str, EncodedVolume]] = [("full", layer.full)]
-        if layer.preview is not None and request.get("preview"):
-            parts.insert(0, ("preview", layer.preview))
-        for part, encoded in parts:
-            described = {"part": part, "total": encoded.nbytes, "axes": list(encoded.axes), "stride": encoded.stride}
-            for piece, buffers in encoded.chunks(CHUNK_BYTES):
-                self.send({"type": "chunk", **reply, **described, **piece}, buffers)
+        self._transfers.start(str(request["transfer"]), layer, reply, bool(request.get("preview")))
 
     # ------------------------------------------------------------------ position
     def _position(self, ijk: Sequence[int]) -> dict[str, Any]:
@@ -473,6 +473,8 @@ class PapayaViewer(anywidget.AnyWidget):
         kind = content.get("type")
         if kind == "fetch":
             self._send_layer(content)
+        elif kind == "ack":
+            self._transfers.acknowledge(content.get("transfer"), content.get("bytes"))
         elif kind in ("position", "click", "report") and self.volume is not None:
             ijk = content.get("ijk")
             if not isinstance(ijk, list) or len(ijk) != 3 or not self.volume.contains(ijk):

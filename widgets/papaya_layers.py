@@ -1,16 +1,22 @@
-"""The images of a PapayaViewer as the browser fetches them: layers and overlay models.
+"""The images of a PapayaViewer as the browser fetches them: layers, transfers, overlay models.
 
 A :class:`Layer` is one image (the base volume or an overlay) with an id, a data version
 and its encoded NIfTI parts (a downsampled preview for a large volume, and the full
-image), ready to be cut into chunks. A :class:`PapayaOverlay` is an overlay's child widget
-model: its display settings sync on their own, so changing one overlay's colours or
-opacity sends a few bytes of state and never voxels. Versions leave room for patches of
-changed voxels (an edit sends a diff, not the whole mask).
+image), ready to be cut into chunks. :class:`Transfers` sends the chunks a page asked
+for, at most :data:`TRANSFER_WINDOW` bytes of each transfer ahead of the page's
+acknowledgements, taking turns between transfers: a small mask asked for just after a
+large volume arrives while the volume is still travelling, a replaced image stops
+travelling at once, and a page that went away holds up nothing else. A
+:class:`PapayaOverlay` is an overlay's child widget model: its display settings sync on
+their own, so changing one overlay's colours or opacity sends a few bytes of state and
+never voxels. Versions leave room for patches of changed voxels (an edit sends a diff,
+not the whole mask).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import ipywidgets
@@ -19,9 +25,24 @@ import traitlets
 
 from imaging_lib.volume import Volume
 
-from .papaya_encoding import MASK_COLOURS, colour_table, encode_for_papaya, is_mask, preview_stride, voxels_3d
+from .papaya_encoding import (
+    CHUNK_BYTES,
+    MASK_COLOURS,
+    EncodedVolume,
+    colour_table,
+    encode_for_papaya,
+    is_mask,
+    preview_stride,
+    voxels_3d,
+)
 
-__all__ = ["Layer", "PapayaOverlay", "display_settings", "mib", "sent_nbytes"]
+__all__ = ["TRANSFER_WINDOW", "Layer", "PapayaOverlay", "Transfers", "display_settings", "mib", "sent_nbytes"]
+
+TRANSFER_WINDOW = 4 * CHUNK_BYTES
+"""Bytes of one transfer sent ahead of the page's acknowledgements: enough to keep the
+websocket busy, little enough that a second transfer gets its turn soon."""
+
+Send = Callable[[dict[str, Any], list[memoryview]], None]
 
 
 def mib(nbytes: int) -> str:
@@ -102,3 +123,60 @@ def display_settings(
         "max": None if high is None else float(high),
         "alpha": float(alpha),
     }
+
+
+def layer_chunks(layer: Layer, reply: Mapping[str, Any], with_preview: bool) -> Iterator[tuple[dict, list]]:
+    """The messages of a fetch: the preview's chunks (when asked and there is one), then the full image's."""
+    parts: list[tuple[str, EncodedVolume]] = [("full", layer.full)]
+    if layer.preview is not None and with_preview:
+        parts.insert(0, ("preview", layer.preview))
+    for part, encoded in parts:
+        described = {"part": part, "total": encoded.nbytes, "axes": list(encoded.axes), "stride": encoded.stride}
+        for piece, buffers in encoded.chunks(CHUNK_BYTES):
+            yield {"type": "chunk", **reply, **described, **piece}, buffers
+
+
+class Transfers:
+    """The fetches under way, sent in turns within :data:`TRANSFER_WINDOW` bytes each."""
+
+    def __init__(self, send: Send, alive: Callable[[str, int], bool]) -> None:
+        self._send = send
+        self._alive = alive  # whether layer id, version is still shown
+        self._pending: dict[str, tuple[str, int, Iterator[tuple[dict, list]]]] = {}
+        self._in_flight: dict[str, int] = {}
+
+    def start(self, transfer: str, layer: Layer, reply: Mapping[str, Any], with_preview: bool) -> None:
+        """Queue the chunks of ``layer`` for the page's ``transfer`` and send what the window allows."""
+        self._pending[transfer] = (layer.id, layer.version, layer_chunks(layer, reply, with_preview))
+        self._in_flight[transfer] = 0
+        self.pump()
+
+    def acknowledge(self, transfer: Any, nbytes: Any) -> None:
+        """The page has ``nbytes`` more of ``transfer``: send on."""
+        if transfer in self._in_flight and isinstance(nbytes, int):
+            self._in_flight[transfer] = max(0, self._in_flight[transfer] - nbytes)
+            self.pump()
+
+    def pump(self) -> None:
+        """Send one chunk of each transfer in turn while its window allows; drop finished or stale ones."""
+        moved = True
+        while moved:
+            moved = False
+            for transfer, (layer_id, version, chunks) in list(self._pending.items()):
+                if not self._alive(layer_id, version):
+                    self._forget(transfer)
+                    continue
+                if self._in_flight[transfer] >= TRANSFER_WINDOW:
+                    continue
+                message = next(chunks, None)
+                if message is None:
+                    self._forget(transfer)
+                    continue
+                content, buffers = message
+                self._send(content, buffers)
+                self._in_flight[transfer] += sum(memoryview(b).nbytes for b in buffers)
+                moved = True
+
+    def _forget(self, transfer: str) -> None:
+        self._pending.pop(transfer, None)
+        self._in_flight.pop(transfer, None)

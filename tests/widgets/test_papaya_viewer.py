@@ -34,12 +34,22 @@ def _mask(volume: Volume) -> np.ndarray:
     return mask
 
 
+def nbytes(buffers) -> int:
+    return sum(memoryview(b).nbytes for b in buffers)
+
+
 def fetch(viewer: PapayaViewer, layer: str, version: int = 1, preview: bool = False) -> list[tuple[dict, list]]:
-    """Play the browser asking for a layer; return the messages the kernel sends back."""
+    """Play the browser asking for a layer and acknowledging each chunk; return what the kernel sent."""
     sent: list[tuple[dict, list]] = []
     viewer.send = lambda content, buffers=None: sent.append((content, list(buffers or [])))  # type: ignore[method-assign]
     request = {"type": "fetch", "layer": layer, "version": version, "preview": preview, "transfer": "t1"}
     viewer._handle_browser_message(viewer, request, [])
+    acknowledged = 0
+    while acknowledged < len(sent):
+        content, buffers = sent[acknowledged]
+        acknowledged += 1
+        if content["type"] == "chunk":
+            viewer._handle_browser_message(viewer, {"type": "ack", "transfer": "t1", "bytes": nbytes(buffers)}, [])
     del viewer.send
     return sent
 
@@ -174,6 +184,35 @@ def test_a_volume_too_large_for_a_browser_tab_is_refused_in_python_and_in_the_wi
     with pytest.raises(ImageTooLarge, match="800 MiB"):
         ct.add_overlay(np.zeros((512, 512, 400), np.uint8), min=0, max=1)
     ct.add_overlay(np.zeros((512, 512, 400), np.uint8), min=0, max=1, name="mask 4")  # replaces one: fits
+
+
+def test_transfers_stay_within_a_window_take_turns_and_stop_when_replaced(monkeypatch):
+    from widgets import papaya_layers
+
+    monkeypatch.setattr(papaya_layers, "TRANSFER_WINDOW", 64 * 1024)
+    monkeypatch.setattr(papaya_layers, "CHUNK_BYTES", 16 * 1024)
+    viewer = PapayaViewer(np.arange(64 * 64 * 64, dtype=np.int16).reshape(64, 64, 64))  # 512 KiB
+    mask_id = viewer.add_overlay(np.ones((64, 64, 64), np.uint8), name="mask")  # 32 KiB as bits
+    sent: list[tuple[dict, list]] = []
+    viewer.send = lambda content, buffers=None: sent.append((content, list(buffers or [])))  # type: ignore[method-assign]
+
+    def browser(content):
+        viewer._handle_browser_message(viewer, content, [])
+
+    base = viewer._volume["id"]
+    browser({"type": "fetch", "layer": base, "version": 1, "transfer": "base"})
+    assert nbytes(b for _c, bs in sent for b in bs) == 352 + 64 * 1024, "no more than the window ahead of acks"
+    browser({"type": "fetch", "layer": mask_id, "version": 1, "transfer": "mask"})
+    mask = [(c, bs) for c, bs in sent if c["transfer"] == "mask"]
+    assert sum(nbytes(bs) for _c, bs in mask) == 352 + 64**3 // 8, "the mask travels while the volume waits"
+    browser({"type": "ack", "transfer": "base", "bytes": 16 * 1024})
+    assert sent[-1][0]["transfer"] == "base" and nbytes(sent[-1][1]) == 16 * 1024, (
+        "one more chunk per chunk acknowledged"
+    )
+    count = len(sent)
+    viewer.show(np.zeros((8, 8, 8), np.int16))
+    browser({"type": "ack", "transfer": "base", "bytes": 64 * 1024})
+    assert len(sent) == count, "a replaced image stops travelling"
 
 
 def test_a_stale_fetch_is_answered_gone(viewer, brain_volume):

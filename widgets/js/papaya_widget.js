@@ -8,7 +8,8 @@
 //
 // Images are *layers* (the base volume, then one per overlay child model), each with an
 // id and a version. A page asks the kernel for a layer it lacks ({type: "fetch"}); the
-// kernel answers with NIfTI bytes in chunks of a few MiB, copied once into one
+// kernel answers with NIfTI bytes in chunks of a few MiB (a few ahead of the page's
+// acknowledgements, taking turns between layers), copied once into one
 // ArrayBuffer that Papaya reads in place (named on `window`, as Papaya requires); a 0/1
 // mask comes packed one bit per voxel and is unpacked into it. A large volume comes as a
 // downsampled preview first. Chunks arrive on the viewer's own model;
@@ -157,6 +158,9 @@ class Transfers {
       this.layers.delete(Transfers.key(msg.layer, msg.version));
       return true;
     }
+    // Acknowledge every chunk of this page's transfer: the kernel sends a few ahead of these.
+    const nbytes = (buffers || []).reduce((sum, view) => sum + view.byteLength, 0);
+    this.model.send({ type: "ack", transfer: msg.transfer, bytes: nbytes });
     const part = entry[msg.part];
     if (!part || part.done) {
       return true;
