@@ -46,11 +46,12 @@ Send = Callable[[dict[str, Any], list[memoryview]], None]
 
 
 def mib(nbytes: int) -> str:
+    """``nbytes`` in whole MiB, for messages."""
     return f"{nbytes / 1024**2:.0f} MiB"
 
 
 def sent_nbytes(array: np.ndarray) -> int:
-    """Bytes of ``array`` as Papaya receives it (64-bit integers and halves become 32-bit)."""
+    """Bytes ``array`` takes in the browser (64-bit integers and halves become 32-bit there)."""
     itemsize = array.dtype.itemsize
     if (array.dtype.kind in "iu" and itemsize == 8) or array.dtype == np.float16:
         itemsize = 4

@@ -80,10 +80,6 @@ def decoded(file: bytes, described: dict) -> Volume:
     return Volume(np.transpose(shown.array, order), shown.affine[:, [*order, 3]])
 
 
-def overlay_model(viewer: PapayaViewer, index: int = 0):
-    return viewer._overlays[index]
-
-
 def test_volume_travels_as_uncompressed_nifti_in_chunks_cut_from_its_own_memory(brain_volume):
     viewer = PapayaViewer(brain_volume)
     spec = viewer._volume
