@@ -4,8 +4,9 @@ Each server listens on a free 127.0.0.1 port with a random token, keeps its Jupy
 config, runtime and settings in a private temporary folder (so nothing from the user's
 home leaks in), and logs to a file that :class:`NotebookServer` shows when startup fails.
 Servers run with stock settings, tornado's 10 MiB ``websocket_max_message_size``
-included, as a user's would: only a test of the upload dashboard's own command line asks
-for its raised limit (``websocket_max_message_size=`` of :func:`start_voila`).
+included, as a user's would: the viewer and the upload drop zone send large data in
+chunks, so no test needs a raised limit (Voilà gets the dashboards' command line without
+its ``--Voila.tornado_settings``).
 
 Example
 -------
@@ -210,13 +211,12 @@ def start_voila(
     env: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = 60.0,
-    websocket_max_message_size: int | None = None,
 ) -> NotebookServer:
     """Start ``voila`` on ``notebook`` (or on its folder when ``serve_folder``).
 
-    The command line is the one ``imaging-lab dashboard`` runs, with tornado's stock
-    websocket limit unless ``websocket_max_message_size`` is given. The kernel runs with
-    this interpreter's environment, the repository on ``PYTHONPATH`` and ``env`` added.
+    The command line is the one ``imaging-lab dashboard`` runs, less its raised websocket
+    limit. The kernel runs with this interpreter's environment, the repository on
+    ``PYTHONPATH`` and ``env`` added.
     """
     notebook = Path(notebook).resolve()
     root = notebook.parent if notebook.is_file() else notebook
@@ -227,11 +227,6 @@ def start_voila(
     argv = voila_argv(root / target[0] if target else root, port=port, ip="127.0.0.1", token=token)
     args = [
         *(arg for arg in argv if not arg.startswith(TORNADO_SETTINGS_FLAG)),
-        *(
-            [f"{TORNADO_SETTINGS_FLAG}{{'websocket_max_message_size': {int(websocket_max_message_size)}}}"]
-            if websocket_max_message_size is not None
-            else []
-        ),
         f"--Voila.root_dir={root}",
         "--show_tracebacks=True",
         *extra_args,
