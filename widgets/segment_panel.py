@@ -186,7 +186,8 @@ class SegmentPanel(ipywidgets.VBox):
         distributed.Future
             The submitted task.
         """
-        seed = tuple(int(v) for v in seed_ijk)
+        i, j, k = (int(v) for v in seed_ijk)
+        seed = (i, j, k)
         previous, previous_seed = self._future, self._seed
         self._future = None  # the previous future's callback now finds itself superseded
         if previous is not None and not previous.done():
@@ -238,7 +239,7 @@ class SegmentPanel(ipywidgets.VBox):
     def _succeed(self, outcome: dict[str, Any]) -> None:
         record = outcome.get("record") or {}
         self.viewer.add_overlay(outcome["mask"], lut="Red Overlay", alpha=0.5, name=OVERLAY_NAME)
-        self.table.value = quantification_html(outcome["quantification"], self._seed, record.get("seg_id"))
+        self.table.value = quantification_html(outcome["quantification"], self._seed or (), record.get("seg_id"))
         self.status.value = self._status_html(f"Segmented from voxel {self._seed}.")
         self.result, self.error, self.state = outcome, "", "done"
         self._event("done", self._seed, volume_ml=outcome["quantification"]["volume_ml"])
