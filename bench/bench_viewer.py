@@ -1,13 +1,22 @@
 """Benchmark: PapayaViewer showing a 256^3 int16 volume plus a mask, in Voilà in Chromium.
 
-Measured in one run, on one page: the time from the kernel's ``viewer.show(volume)`` (with
-``add_overlay(mask)`` right after) until the browser reports that Papaya drew both, and the
-bytes the browser received over the websocket meanwhile divided by the raw voxel bytes
-(32 MiB + 16 MiB). The reference widget ipyniivue (the ``bench`` extra) is measured on the
-same page when it is installed: the time from the kernel's ``load_volumes`` of the same
-volume and mask (as uncompressed NIfTI bytes) until a screenshot poll of NiiVue's WebGL
-canvas shows both drawn (grey image and the red mask), and the websocket bytes both ways.
-Without ipyniivue the run says it was not compared.
+Measured in one run, on one page of a stock Voilà server:
+
+* the time from the kernel's ``viewer.show(volume)`` (with ``add_overlay(mask)`` right
+  after) until the browser reports that Papaya drew both, and the bytes the browser
+  received over the websocket meanwhile divided by the raw voxel bytes (32 MiB + 16 MiB);
+* side by side, the browser alone: the same NIfTI bytes, already in the page, loaded and
+  drawn by a second viewer's own Papaya build (``view.rebuild``). ``viewer_over_browser``
+  is the first time over this one: what the trip from Python costs (target at most 2.0);
+* adding 5 masks one by one (each painted before the next is added): the websocket bytes
+  over their raw bytes, ``overlay_add_bytes_ratio`` (target at most 1.05: every overlay
+  travels once, and nothing else does).
+
+The reference widget ipyniivue (the ``bench`` extra) is measured on the same page when it
+is installed: the time from the kernel's ``load_volumes`` of the same volume and mask (as
+uncompressed NIfTI bytes) until a screenshot poll of NiiVue's WebGL canvas shows both
+drawn (grey image and the red mask), and the websocket bytes both ways. Without ipyniivue
+the run says it was not compared.
 
 Targets: under 2,000 ms, bytes ratio at most 1.05. Last line: ``viewer_256_ms <ms>``.
 
@@ -38,8 +47,11 @@ WAIT_S = 120.0  # bound of every wait: the bench always ends
 QUIET_S = 1.0  # websocket silence that ends a run's byte count
 NIIVUE_HEIGHT = 500
 
+MASKS = 5
+
 NOTEBOOK_CELL = f"""
 import json, os, time
+from pathlib import Path
 import numpy as np
 import ipywidgets as W
 from imaging_lib.volume import Volume
@@ -53,13 +65,29 @@ mask = (np.sqrt((x - 150.0) ** 2 + (y - 140.0) ** 2 + (z - 128.0) ** 2) < 20).as
 raw_bytes = volume.array.nbytes + mask.nbytes
 out = os.environ["BENCH_VIEWER_OUT"]
 viewer = PapayaViewer(layout=W.Layout(width="700px"))
+reference = PapayaViewer(layout=W.Layout(width="700px"))  # the browser-only run draws here
+reference.add_class("bench-reference")
 runs = []
+
+def keep_reference_bytes():
+    # the bytes the viewer sent, for the browser-only run (written after the timing)
+    folder = Path(out).parent
+    (folder / "reference_volume.nii").write_bytes(viewer._base.full.to_bytes())
+    overlay = viewer._overlays[0]
+    (folder / "reference_mask.nii").write_bytes(viewer._overlay_layers[overlay.layer_id].full.to_bytes())
+    described = {{"spec": dict(viewer._volume), "axes": list(viewer._base.full.axes),
+                  "settings": {{k: v for k, v in overlay.spec().items() if k != "id"}}}}
+    (folder / "reference.json").write_text(json.dumps(described))
 
 def painted(change):
     report = change["new"]
-    if report.get("volume_id") == viewer._volume_id and len(report.get("overlays", [])) == 1:
+    if report.get("volume_id") != viewer._volume["id"] or not runs or "ms" in runs[-1]:
+        return
+    if len(report.get("overlays", [])) == runs[-1]["overlays"]:
         runs[-1]["ms"] = (time.perf_counter() - runs[-1]["start"]) * 1000
         runs[-1]["browser_load_ms"] = report.get("load_ms")
+        if runs[-1]["overlays"] == 1:
+            keep_reference_bytes()
         with open(out, "a") as handle:
             handle.write(json.dumps({{k: v for k, v in runs[-1].items() if k != "start"}}) + "\\n")
 
@@ -69,14 +97,22 @@ def fresh_volume(run):
     return volume.with_array(volume.array + np.int16(run))  # new voxels each run: nothing cached
 
 def go(_):
-    runs.append({{"start": time.perf_counter(), "raw_bytes": raw_bytes}})
+    runs.append({{"start": time.perf_counter(), "raw_bytes": raw_bytes, "overlays": 1}})
     viewer.show(fresh_volume(len(runs)))
     viewer.add_overlay(mask, lut="Red Overlay", alpha=1.0)
+
+def add_mask(_):
+    shown = len(viewer._overlays)
+    runs.append({{"start": time.perf_counter(), "raw_bytes": mask.nbytes, "overlays": shown + 1}})
+    viewer.add_overlay(np.roll(mask, 12 * shown, axis=0), lut="Green Overlay", alpha=0.5, name=f"mask {{shown}}")
 
 button = W.Button(description="show")
 button.add_class("bench-show")
 button.on_click(go)
-W.VBox([button, viewer])
+add_button = W.Button(description="add a mask")
+add_button.add_class("bench-add-mask")
+add_button.on_click(add_mask)
+W.VBox([W.HBox([button, add_button]), viewer, reference])
 """
 
 # Appended when ipyniivue is installed; uses the first cell's names (volume, mask, out, ...).
@@ -184,9 +220,10 @@ def screenshot_if_painted(canvas: Any) -> tuple[float, float] | None:
 
 
 def measure_papaya(page: Any, counter: WebsocketCounter, out: Path, repeats: int, server: Any) -> list[dict]:
-    """Click the ``show`` button ``repeats`` times and collect the kernel's paint reports."""
+    """Click ``show`` ``repeats`` times; after each run, draw the same bytes browser-only on the same page."""
     runs = []
     for attempt in range(repeats):
+        counter.wait_quiet(page, QUIET_S, WAIT_S)
         before = counter.received
         page.locator(".bench-show").click()
         if not wait_until(page, lambda: len(jsonl(out)) > attempt, 180):
@@ -194,13 +231,53 @@ def measure_papaya(page: Any, counter: WebsocketCounter, out: Path, repeats: int
         page.wait_for_timeout(300)  # let the trailing small messages arrive
         run = jsonl(out)[attempt]
         run["websocket_bytes"] = counter.received - before
+        run["browser_only_ms"] = measure_browser_only(page)
         runs.append(run)
         print(
             f"run {attempt + 1}: show->painted {run['ms']:.0f} ms (browser load+draw "
-            f"{run['browser_load_ms']:.0f} ms), websocket {run['websocket_bytes'] / 2**20:.2f} MiB "
-            f"for {run['raw_bytes'] / 2**20:.2f} MiB of voxels"
+            f"{run['browser_load_ms']:.0f} ms; the same bytes browser-only {run['browser_only_ms']:.0f} ms), "
+            f"websocket {run['websocket_bytes'] / 2**20:.2f} MiB for {run['raw_bytes'] / 2**20:.2f} MiB of voxels"
         )
     return runs
+
+
+REFERENCE_JS = """
+async () => {
+  const view = document.querySelector(".bench-reference").imagingPapaya;
+  const described = await (await fetch("bench-reference/reference.json")).json();
+  const volume = await (await fetch("bench-reference/reference_volume.nii")).arrayBuffer();
+  const mask = await (await fetch("bench-reference/reference_mask.nii")).arrayBuffer();
+  await new Promise((resolve) => requestAnimationFrame(resolve));
+  const started = performance.now();
+  await view.rebuild(
+    described.spec,
+    { buffer: volume, axes: described.axes, stride: 1 },
+    [{ settings: described.settings, buffer: mask }],
+  );
+  return performance.now() - started;
+}
+"""
+
+
+def measure_browser_only(page: Any) -> float:
+    """Load and draw the bytes of the last run, already in the page, in the reference viewer (ms)."""
+    return float(page.evaluate(REFERENCE_JS))
+
+
+def measure_overlay_adds(page: Any, counter: WebsocketCounter, out: Path, server: Any) -> float:
+    """Add masks one by one, each painted before the next; websocket bytes over their raw bytes."""
+    counter.wait_quiet(page, QUIET_S, WAIT_S)
+    before, raw = counter.received, 0
+    for _ in range(MASKS):
+        done = len(jsonl(out))
+        page.locator(".bench-add-mask").click()
+        if not wait_until(page, lambda done=done: len(jsonl(out)) > done, 180):
+            raise SystemExit(f"no paint report for an added mask after 180 s:\n{server.log()[-3000:]}")
+        run = jsonl(out)[-1]
+        raw += run["raw_bytes"]
+        print(f"mask {run['overlays'] - 1}: add->painted {run['ms']:.0f} ms")
+    counter.wait_quiet(page, QUIET_S, WAIT_S)
+    return (counter.received - before) / raw
 
 
 def measure_niivue(page: Any, counter: WebsocketCounter, out: Path, repeats: int) -> list[dict] | str:
@@ -273,14 +350,23 @@ def main() -> None:
             page = browser.new_page()
             console = collect_console(page)
             counter = WebsocketCounter(page)
+            page.route(
+                "**/bench-reference/*",
+                lambda route: route.fulfill(body=(folder / route.request.url.rsplit("/", 1)[-1]).read_bytes()),
+            )
             page.goto(server.url_for())
             page.wait_for_selector(".bench-show", timeout=WAIT_S * 1000)
-            page.wait_for_selector(".imaging-papaya", state="attached", timeout=WAIT_S * 1000)
+            page.wait_for_selector(".bench-reference.imaging-papaya", state="attached", timeout=WAIT_S * 1000)
             runs = measure_papaya(page, counter, out, args.repeats, server)
+            overlay_ratio = measure_overlay_adds(page, counter, out, server)
             niivue = measure_niivue(page, counter, Path(f"{out}.niivue"), args.repeats) if compare else None
             errors = [m for m in console if m.startswith(("error", "pageerror"))]
     median_ms = statistics.median(run["ms"] for run in runs)
+    browser_only_ms = statistics.median(run["browser_only_ms"] for run in runs)
     ratio = statistics.median(run["websocket_bytes"] / run["raw_bytes"] for run in runs)
+    print(f"viewer_browser_only_ms {browser_only_ms:.0f}")
+    print(f"viewer_over_browser {median_ms / browser_only_ms:.2f}")
+    print(f"overlay_add_bytes_ratio {overlay_ratio:.4f}")
     print(f"viewer_bytes_ratio {ratio:.4f}")
     if niivue is None:
         print("ipyniivue: not installed (not compared; install the bench extra: pip install -e '.[bench]')")

@@ -18,7 +18,7 @@ __all__ = [
     "MODEL_WEIGHTS_MAX_BYTES",
     "SECRET_MIN_BYTES",
     "UPLOAD_LIMIT_BYTES",
-    "WEBSOCKET_MAX_MESSAGE_SIZE",
+    "VIEWER_MAX_BYTES",
 ]
 
 MAX_IMAGE_BYTES = 2 * 1024**3
@@ -27,8 +27,6 @@ MAX_IMAGE_BYTES = 2 * 1024**3
 UPLOAD_LIMIT_BYTES = 1024**3
 """Largest upload (all files of one drop together) the upload dashboard accepts: 1 GiB."""
 
-WEBSOCKET_MAX_MESSAGE_SIZE = UPLOAD_LIMIT_BYTES + 64 * 1024**2
-"""Websocket message limit of the dashboards: the upload limit plus room for the JSON envelope."""
 
 MAX_KEY_LENGTH = 1024
 """Longest store key."""
@@ -60,3 +58,8 @@ MAX_LABEL_COMMENT_CHARS = 4000
 
 MAX_LABEL_TEXT_CHARS = 64
 """Longest tool name of a label version (characters)."""
+
+VIEWER_MAX_BYTES = 768 * 1024**2
+"""Largest total of images (base and overlays, as sent) one PapayaViewer puts in a browser
+tab: 768 MiB. A 512x512x400 int16 CT (200 MiB) with masks fits; a 1 GiB volume is refused
+in Python with a message in the widget, rather than crashing the tab."""

@@ -1,5 +1,6 @@
 """Jupyter widgets of the platform: the Papaya viewer and the panels built on it."""
 
-from .papaya import PapayaViewer, ViewerLink, link_viewers
+from .papaya import PapayaViewer
+from .viewer_link import ViewerLink, link_viewers
 
 __all__ = ["PapayaViewer", "ViewerLink", "link_viewers"]

@@ -181,7 +181,7 @@ class StudyDetail(ipywidgets.VBox):
 
         self.study_uid = str(study["study_uid"])
         volume = store.read_volume(study["volume_key"])
-        self.viewer = PapayaViewer(volume, layout=ipywidgets.Layout(width="560px", height="480px"))
+        self.viewer = PapayaViewer(volume, layout=ipywidgets.Layout(width="100%"))  # as wide as the column
         self.heatmap_key = result.get("explanation_key") if result else None
         if self.heatmap_key and store.exists(self.heatmap_key):
             heatmap = store.read_volume(self.heatmap_key)
@@ -251,8 +251,9 @@ class StudyDetail(ipywidgets.VBox):
                 ipywidgets.HTML("<h4>DICOM (archive and download)</h4>"),
                 self.export,
             ],
-            layout=ipywidgets.Layout(padding="0 1em"),
+            layout=ipywidgets.Layout(padding="0 1em", flex="0 1 auto", max_width="40%"),
         )
+        self.segmenter.layout = ipywidgets.Layout(flex="1 1 0", min_width="420px")  # the viewer takes what is left
         super().__init__([title, ipywidgets.HBox([self.segmenter, side])])
 
 

@@ -6,7 +6,7 @@ client and returns at once: the kernel stays responsive while a worker computes.
 viewer shows its busy spinner meanwhile. When the future finishes, its done-callback
 (which Dask runs in a thread of its own) schedules the screen update on the kernel's
 event loop, where widgets may be touched safely; the mask then appears as an overlay
-and the quantification as a table beside the viewer.
+and the quantification as a table under the viewer.
 
 A second click while a segmentation is still pending or running **cancels** the first
 (``Future.cancel``) and starts one from the new seed: the last click always wins. A
@@ -79,8 +79,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-class SegmentPanel(ipywidgets.HBox):
-    """A viewer whose clicks segment the image on Dask, with the numbers beside it.
+class SegmentPanel(ipywidgets.VBox):
+    """A viewer whose clicks segment the image on Dask, with the numbers under it.
 
     Parameters
     ----------
@@ -156,7 +156,7 @@ class SegmentPanel(ipywidgets.HBox):
         self._settled.set()
         self.status = ipywidgets.HTML(self._status_html("Click in the image to segment from that voxel."))
         self.table = ipywidgets.HTML("")
-        side = ipywidgets.VBox([self.status, self.table], layout=ipywidgets.Layout(min_width="260px", padding="0 1em"))
+        side = ipywidgets.VBox([self.status, self.table], layout=ipywidgets.Layout(padding="0.5em 0"))
         super().__init__([viewer, side])
         viewer.on_click(self._on_click)
 
@@ -186,7 +186,8 @@ class SegmentPanel(ipywidgets.HBox):
         distributed.Future
             The submitted task.
         """
-        seed = tuple(int(v) for v in seed_ijk)
+        i, j, k = (int(v) for v in seed_ijk)
+        seed = (i, j, k)
         previous, previous_seed = self._future, self._seed
         self._future = None  # the previous future's callback now finds itself superseded
         if previous is not None and not previous.done():

@@ -12,9 +12,8 @@ printed once with the URL. It reaches the Voilà process through its environment
 command line, and that process removes it before any kernel starts. Off loopback a token
 shorter than :data:`~imaging_lib.limits.DASHBOARD_TOKEN_MIN_LENGTH` is refused.
 
-Uploads reach the kernel as one websocket message, so tornado's
-``websocket_max_message_size`` (10 MiB by default) is raised to :data:`UPLOAD_LIMIT_BYTES`
-through ``--Voila.tornado_settings``. ``/voila/files/`` is closed (it serves files without
+Uploads and volumes travel in chunks of at most 4 MiB, so tornado's stock websocket limit
+(10 MiB) stands. ``/voila/files/`` is closed (it serves files without
 asking for the token), and the kernels get an absolute ``IMAGING_STORE`` because Voilà
 starts them in the notebook's folder.
 
@@ -26,7 +25,6 @@ idle seconds instead; kernels with an open page are never culled.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -43,7 +41,7 @@ from urllib.parse import quote
 
 from .. import settings
 from ..errors import ImagingError, InsecureServing
-from ..limits import DASHBOARD_TOKEN_MIN_LENGTH, UPLOAD_LIMIT_BYTES, WEBSOCKET_MAX_MESSAGE_SIZE
+from ..limits import DASHBOARD_TOKEN_MIN_LENGTH
 from .hosts import is_loopback, parse_host_list
 
 __all__ = [
@@ -51,8 +49,6 @@ __all__ = [
     "DEFAULT_PORT",
     "KERNEL_CULL_IDLE_SECONDS",
     "TOKEN_ENV",
-    "UPLOAD_LIMIT_BYTES",
-    "WEBSOCKET_MAX_MESSAGE_SIZE",
     "DashboardServer",
     "apps_dir",
     "dashboard_env",
@@ -164,7 +160,6 @@ def voila_argv(
     """
     if max_kernels is None:
         max_kernels = read_max_kernels()
-    tornado_settings = {"websocket_max_message_size": WEBSOCKET_MAX_MESSAGE_SIZE}
     return [
         python,
         "-m",
@@ -174,7 +169,6 @@ def voila_argv(
         f"--port={port}",
         "--Voila.port_retries=0",
         f"--Voila.ip={ip}",
-        f"--Voila.tornado_settings={json.dumps(tornado_settings)}",
         "--VoilaConfiguration.file_allowlist=[]",
         *(f"--DashboardVoila.allowed_hosts={name}" for name in allowed_hosts),
         f"--DashboardKernelManager.max_kernels={max_kernels}",

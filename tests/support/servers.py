@@ -1,9 +1,11 @@
-"""Start real Voilà and JupyterLab servers for browser tests, and stop them cleanly.
+"""Start real Voilà, JupyterLab and Notebook 7 servers for browser tests, and stop them cleanly.
 
 Each server listens on a free 127.0.0.1 port with a random token, keeps its Jupyter
 config, runtime and settings in a private temporary folder (so nothing from the user's
-home leaks in), raises tornado's ``websocket_max_message_size`` to 1 GiB (large volumes)
-and logs to a file that :class:`NotebookServer` shows when startup fails.
+home leaks in), and logs to a file that :class:`NotebookServer` shows when startup fails.
+Servers run with stock settings, tornado's 10 MiB ``websocket_max_message_size``
+included, as a user's would: the viewer and the upload drop zone send large data in
+chunks, so no server needs a raised limit (Voilà gets the dashboards' own command line).
 
 Example
 -------
@@ -32,14 +34,14 @@ from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-WEBSOCKET_LIMIT = 1 << 30
-TORNADO_SETTINGS = f"{{'websocket_max_message_size': {WEBSOCKET_LIMIT}}}"
 
 __all__ = [
     "NotebookServer",
     "free_port",
     "jupyterlab_server",
+    "notebook7_server",
     "start_jupyterlab",
+    "start_notebook7",
     "start_voila",
     "voila_server",
     "write_notebook",
@@ -72,7 +74,7 @@ class NotebookServer:
     Attributes
     ----------
     kind : str
-        ``"voila"`` or ``"lab"``.
+        ``"voila"``, ``"lab"`` or ``"notebook"`` (Notebook 7).
     port : int
     token : str
     root : pathlib.Path
@@ -101,9 +103,11 @@ class NotebookServer:
             if self.single_notebook is not None or notebook is None:
                 return f"{self.base_url}/?{token}"
             return f"{self.base_url}/voila/render/{quote(notebook)}?{token}"
-        if notebook is None:
-            return f"{self.base_url}/lab?{token}"
-        return f"{self.base_url}/lab/tree/{quote(notebook)}?{token}"
+        if self.kind == "notebook":
+            page = "notebooks/" + quote(notebook) if notebook is not None else "tree"
+        else:
+            page = "lab/tree/" + quote(notebook) if notebook is not None else "lab"
+        return f"{self.base_url}/{page}?{token}"
 
     def log(self) -> str:
         """The server's output so far."""
@@ -118,7 +122,7 @@ class NotebookServer:
             If the process exits or does not answer within ``timeout`` seconds (with its log).
         """
         # Voilà executes the notebook on GET /, so only probe a static file there.
-        probe = "/api/status" if self.kind == "lab" else "/voila/static/voila.js"
+        probe = "/voila/static/voila.js" if self.kind == "voila" else "/api/status"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -208,7 +212,8 @@ def start_voila(
 ) -> NotebookServer:
     """Start ``voila`` on ``notebook`` (or on its folder when ``serve_folder``).
 
-    The kernel runs with this interpreter's environment, the repository on
+    The command line is the one ``imaging-lab dashboard`` runs, less its raised websocket
+    limit. The kernel runs with this interpreter's environment, the repository on
     ``PYTHONPATH`` and ``env`` added.
     """
     notebook = Path(notebook).resolve()
@@ -217,8 +222,9 @@ def start_voila(
     from imaging_lib.dashboard.server import TOKEN_ENV, voila_argv  # the command line `imaging-lab dashboard` runs
 
     target = [] if serve_folder or notebook.is_dir() else [notebook.name]
+    argv = voila_argv(root / target[0] if target else root, port=port, ip="127.0.0.1")
     args = [
-        *voila_argv(root / target[0] if target else root, port=port, ip="127.0.0.1"),
+        *argv,
         f"--Voila.root_dir={root}",
         "--show_tracebacks=True",
         *extra_args,
@@ -226,6 +232,37 @@ def start_voila(
     home = Path(tempfile.mkdtemp(prefix="imaging-voila-"))
     env = {**(env or {}), TOKEN_ENV: token}  # the token travels in the environment, never in argv
     return _launch("voila", args, root, env, port, token, target[0] if target else None, timeout, home)
+
+
+def _start_jupyter_app(
+    kind: str, root: Path, env: Mapping[str, str] | None, extra_args: Sequence[str], timeout: float
+) -> NotebookServer:
+    """Start ``jupyter lab`` (``kind="lab"``) or ``jupyter notebook`` (Notebook 7) with stock settings."""
+    root = Path(root).resolve()
+    port, token = free_port(), secrets.token_hex(16)
+    home = Path(tempfile.mkdtemp(prefix=f"imaging-{kind}-"))
+    app = "LabApp" if kind == "lab" else "JupyterNotebookApp"
+    args = [
+        str(BIN / "jupyter"),
+        kind,
+        "--no-browser",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--{app}.expose_app_in_browser=True",
+        f"--{app}.user_settings_dir={home / 'user-settings'}",
+        f"--{app}.workspaces_dir={home / 'workspaces'}",
+        *(
+            ["--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+            if kind == "lab"
+            else []
+        ),
+        *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+        *extra_args,
+    ]
+    return _launch(kind, args, root, env, port, token, None, timeout, home)
 
 
 def start_jupyterlab(
@@ -236,28 +273,18 @@ def start_jupyterlab(
     timeout: float = 90.0,
 ) -> NotebookServer:
     """Start JupyterLab serving ``root``, with ``window.jupyterapp`` exposed for tests."""
-    root = Path(root).resolve()
-    port, token = free_port(), secrets.token_hex(16)
-    home = Path(tempfile.mkdtemp(prefix="imaging-lab-"))
-    args = [
-        str(BIN / "jupyter"),
-        "lab",
-        "--no-browser",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        f"--ServerApp.tornado_settings={TORNADO_SETTINGS}",
-        "--LabApp.expose_app_in_browser=True",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        f"--LabApp.user_settings_dir={home / 'user-settings'}",
-        f"--LabApp.workspaces_dir={home / 'workspaces'}",
-        *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
-        *extra_args,
-    ]
-    return _launch("lab", args, root, env, port, token, None, timeout, home)
+    return _start_jupyter_app("lab", root, env, extra_args, timeout)
+
+
+def start_notebook7(
+    root: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 90.0,
+) -> NotebookServer:
+    """Start Notebook 7 (``jupyter notebook``) serving ``root``, with ``window.jupyterapp`` exposed."""
+    return _start_jupyter_app("notebook", root, env, extra_args, timeout)
 
 
 @contextlib.contextmanager
@@ -274,6 +301,16 @@ def voila_server(notebook: Path, **kwargs) -> Iterator[NotebookServer]:
 def jupyterlab_server(root: Path, **kwargs) -> Iterator[NotebookServer]:
     """Context manager around :func:`start_jupyterlab`."""
     server = start_jupyterlab(root, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def notebook7_server(root: Path, **kwargs) -> Iterator[NotebookServer]:
+    """Context manager around :func:`start_notebook7`."""
+    server = start_notebook7(root, **kwargs)
     try:
         yield server
     finally:

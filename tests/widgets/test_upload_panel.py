@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import zipfile
 
-from imaging_lib.dashboard.server import UPLOAD_LIMIT_BYTES, WEBSOCKET_MAX_MESSAGE_SIZE
 from imaging_lib.ingestion.batch import IngestSummary
+from imaging_lib.limits import UPLOAD_LIMIT_BYTES
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.objects import Store
 from support.demo_store import TEST_PARAMS
 from support.phi import find_phi, find_phi_in_store, write_phi_copies
-from widgets.file_drop import FileDrop
+from widgets.file_drop import CHUNK_BYTES, FileDrop
 from widgets.upload_panel import UploadPanel, limit_text, summary_html
 
 
@@ -21,7 +21,7 @@ def _uploads(paths, prefix: str = "") -> list[tuple[str, bytes]]:
 
 def test_the_page_states_a_limit_the_server_accepts():
     assert "1 GiB" in limit_text()
-    assert UPLOAD_LIMIT_BYTES < WEBSOCKET_MAX_MESSAGE_SIZE
+    assert CHUNK_BYTES < 10 << 20 < UPLOAD_LIMIT_BYTES  # chunks fit tornado's stock websocket limit
     assert FileDrop().max_bytes == 1 << 30
 
 

@@ -1,6 +1,9 @@
 // FileDrop front end: drop files or folders (or choose them), send their bytes to Python.
-// Folders are walked recursively; everything dropped at once travels as one message, so
-// the total is checked against max_bytes before anything is read.
+// Folders are walked recursively. The total is checked against max_bytes before anything
+// is read; then each file is read and sent in chunks of chunk_bytes (under the server's
+// stock 10 MiB websocket limit), at most IN_FLIGHT chunks ahead of Python's acknowledgements.
+
+const IN_FLIGHT = 4;
 
 async function entryFiles(entry, prefix) {
   if (entry.isFile) {
@@ -69,16 +72,56 @@ function render({ model, el }) {
   for (const name of ["prompt", "max_bytes", "status", "busy"]) model.on(`change:${name}`, draw);
   draw();
 
+  // The drop being sent: Python's acknowledgements and refusals wake whoever waits on it.
+  let current = null;
+  model.on("msg:custom", (msg) => {
+    if (!current || !msg || msg.upload !== current.upload) return;
+    if (msg.type === "ack") current.acked = msg.received;
+    if (msg.type === "refused") current.failed = msg.reason;
+    current.waiters.splice(0).forEach((wake) => wake());
+  });
+  function until(condition) {
+    return new Promise((resolve) => {
+      const check = () => (condition() ? resolve() : current.waiters.push(check));
+      check();
+    });
+  }
+
   async function send(files) {
-    if (!files.length || model.get("busy")) return;
+    if (!files.length || model.get("busy") || current) return;
     const total = files.reduce((sum, item) => sum + item.file.size, 0);
     if (total > model.get("max_bytes")) {
       status.textContent = `Refused: ${files.length} file(s) of ${formatBytes(total)} exceed the upload limit of ${formatBytes(model.get("max_bytes"))}.`;
       return;
     }
-    status.textContent = `Sending ${files.length} file(s), ${formatBytes(total)}…`;
-    const buffers = await Promise.all(files.map((item) => item.file.arrayBuffer()));
-    model.send({ type: "files", names: files.map((item) => item.name) }, undefined, buffers);
+    const upload = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    current = { upload, acked: -1, failed: null, waiters: [] };
+    try {
+      status.textContent = `Sending ${files.length} file(s), ${formatBytes(total)}…`;
+      model.send({ type: "start", upload, names: files.map((item) => item.name), sizes: files.map((item) => item.file.size) });
+      await until(() => current.failed || current.acked >= 0);
+      const chunk = model.get("chunk_bytes");
+      let sent = 0;
+      for (let index = 0; index < files.length && !current.failed; index += 1) {
+        const file = files[index].file;
+        for (let offset = 0; offset < file.size && !current.failed; offset += chunk) {
+          await until(() => current.failed || sent - current.acked < IN_FLIGHT * chunk);
+          if (current.failed) break;
+          const buffer = await file.slice(offset, offset + chunk).arrayBuffer();
+          model.send({ type: "chunk", upload, file: index, offset }, undefined, [buffer]);
+          sent += buffer.byteLength;
+          status.textContent = `Sending ${files.length} file(s): ${formatBytes(Math.max(current.acked, 0))} of ${formatBytes(total)}…`;
+        }
+      }
+      await until(() => current.failed || current.acked >= sent);
+      if (current.failed) {
+        status.textContent = `Refused: ${current.failed}.`;
+      } else {
+        model.send({ type: "done", upload });
+      }
+    } finally {
+      current = null;
+    }
   }
 
   filesButton.addEventListener("click", () => pickFiles.click());
