@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 __all__ = [
+    "ClusterUnavailable",
     "ImageTooLarge",
     "ImagingError",
     "InconsistentSeries",
@@ -24,9 +25,11 @@ __all__ = [
     "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
+    "PermissionDenied",
     "RegionTooLarge",
     "ReportFailed",
     "SampleDataMissing",
+    "SignInExpired",
     "UnreadableImage",
     "UnsupportedImage",
 ]
@@ -98,6 +101,21 @@ class ReportFailed(ImagingError):
 
 class InsecureServing(ImagingError):
     """A server would be reachable from other machines without strong enough authentication (a short token)."""
+
+
+class PermissionDenied(ImagingError):
+    """The acting user's roles do not allow the action (the source names the user).
+
+    Raised by :func:`imaging_lib.identity.require`, before anything is written.
+    """
+
+
+class SignInExpired(ImagingError):
+    """A JupyterHub token was refused (expired, revoked, or never issued): sign in again."""
+
+
+class ClusterUnavailable(ImagingError):
+    """The Dask cluster of the chosen profile cannot be reached or refused to start one."""
 
 
 class MissingRecord(ImagingError, KeyError):
