@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench widget clean
+.PHONY: install demo hub-demo test bench widget clean
 
 install: $(STAMP) widgets/static/papaya_widget.js
 
@@ -28,6 +28,11 @@ widget: widgets/static/papaya_widget.js
 
 demo: install
 	$(BIN)/imaging-lab demo
+
+# The team setup on this machine: JupyterHub, the dashboards as a Hub service, a Dask Gateway, and two
+# sample users (alice: researcher and reviewer; bob: viewer) whose password it prints. docs/deploy.md.
+hub-demo: install
+	$(BIN)/imaging-lab hub --demo
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""The ``imaging-lab`` command line: ``ingest``, ``run``, ``report``, ``dashboard``, ``demo``, ``info``.
+"""The ``imaging-lab`` command line: ``ingest``, ``run``, ``report``, ``dashboard``, ``demo``, ``hub``, ``info``.
 
 Each subcommand parses its arguments here and calls one library function; the work
 itself lives in the library modules so notebooks and dashboards call the same code.
@@ -94,6 +94,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(store_url=args.store, scheduler=args.scheduler, serve=not args.no_serve, port=args.port, ip=args.ip)
 
 
+def _cmd_hub(args: argparse.Namespace) -> int:
+    from .hub.server import serve_hub
+
+    return serve_hub(config=args.config, gateway=args.gateway, demo=args.demo, store_url=args.store)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with one subparser per command."""
     parser = argparse.ArgumentParser(prog="imaging-lab", description=__doc__.splitlines()[0])
@@ -159,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ip", default="127.0.0.1", help="address of the dashboards (default 127.0.0.1)")
     demo.add_argument("--no-serve", action="store_true", help="stop after the batch and reports (for tests)")
     demo.set_defaults(func=_cmd_demo)
+
+    hub = commands.add_parser(
+        "hub",
+        help="serve the team setup: JupyterHub with roles, JupyterLab, the dashboards as a Hub service",
+        parents=[store],
+    )
+    hub.add_argument(
+        "--config", default=None, help="Hub configuration (default deploy/jupyterhub/jupyterhub_config.py)"
+    )
+    hub.add_argument("--gateway", action="store_true", help="also start a Dask Gateway (per-user clusters)")
+    hub.add_argument(
+        "--demo",
+        action="store_true",
+        help="fill the store as `demo` does, start the gateway, sign in two sample users (alice, bob)",
+    )
+    hub.set_defaults(func=_cmd_hub)
 
     return parser
 

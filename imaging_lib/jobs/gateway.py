@@ -178,7 +178,6 @@ def gateway_cluster(
         else:
             cluster = gateway.new_cluster(shutdown_on_close=False, **options.cluster_options())
         cluster.adapt(minimum=options.adapt_minimum, maximum=options.adapt_maximum)
-    except Exception as exc:
-        gateway.close()
+    except Exception as exc:  # the Gateway closes itself when collected (a second close() would raise)
         raise _failure(address, exc) from exc
     return cluster

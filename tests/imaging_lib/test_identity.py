@@ -42,7 +42,11 @@ def test_one_person_on_a_laptop_holds_every_permission():
         ("viewer", {"view"}, {"upload", "run_batch", "segment", "review", "promote", "select_cluster", "notebooks"}),
         ("viewer,uploader", {"view", "upload"}, {"run_batch", "review", "promote"}),
         ("reviewer", {"view", "segment", "review"}, {"upload", "run_batch", "promote", "notebooks"}),
-        ("researcher", {"view", "upload", "run_batch", "segment", "notebooks", "train", "export"}, {"review", "promote"}),
+        (
+            "researcher",
+            {"view", "upload", "run_batch", "segment", "notebooks", "train", "export"},
+            {"review", "promote"},
+        ),
         ("admin", set(PERMISSIONS), set()),
         (
             "researcher, reviewer ,",
