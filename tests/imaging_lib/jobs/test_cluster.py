@@ -61,9 +61,8 @@ def test_the_scheduler_profile_needs_an_address(monkeypatch):
 
 
 def test_the_gateway_profile_without_an_address_or_a_token_says_what_is_missing(monkeypatch):
-    with dask.config.set({"gateway.address": None}):
-        with pytest.raises(ClusterUnavailable, match="DASK_GATEWAY__ADDRESS"):
-            get_client(profile="gateway")
+    with dask.config.set({"gateway.address": None}), pytest.raises(ClusterUnavailable, match="DASK_GATEWAY__ADDRESS"):
+        get_client(profile="gateway")
     with dask.config.set({"gateway.address": "http://127.0.0.1:9"}), pytest.raises(SignInExpired, match="sign in"):
         get_client(profile="gateway")
 
