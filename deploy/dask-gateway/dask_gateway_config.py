@@ -37,7 +37,8 @@ c.LocalBackend.inherited_environment = ["PATH", "PYTHONPATH", "VIRTUAL_ENV", "LA
 # --- What users may ask for (imaging_lib.jobs.gateway.GatewayOptions sends these by name) -----------
 def worker_resources(options, user):
     """Worker size from the user's options; GPUs become the ``GPU`` resource training tasks request."""
-    gpus = {"DASK_DISTRIBUTED__WORKER__RESOURCES__GPU": str(options.worker_gpus)} if options.worker_gpus else {}
+    # A dict value keeps the resource's name as written (a __GPU suffix would be lower-cased to "gpu").
+    gpus = {"DASK_DISTRIBUTED__WORKER__RESOURCES": repr({"GPU": options.worker_gpus})} if options.worker_gpus else {}
     return {
         "worker_cores": options.worker_cores,
         "worker_memory": f"{options.worker_memory}G",

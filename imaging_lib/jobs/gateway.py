@@ -115,9 +115,13 @@ def _failure(address: str, exc: BaseException) -> Exception:
     import aiohttp
     from dask_gateway.client import GatewayClusterError, GatewayServerError
 
-    if isinstance(exc, aiohttp.ClientResponseError) and exc.status in (401, 403):
+    refused_token = isinstance(exc, aiohttp.ClientResponseError) and exc.status in (401, 403)
+    # A token the Hub does not know comes back as the gateway's 500 "... verifying user's JupyterHub API token".
+    if refused_token or (isinstance(exc, GatewayServerError) and "JupyterHub API token" in str(exc)):
         return SignInExpired(
-            address, "the gateway refused your JupyterHub token (expired or revoked): sign in again and reload the page"
+            address,
+            "the gateway refused your JupyterHub token (expired, revoked, or your role may not start clusters): "
+            "sign in again and reload the page",
         )
     if isinstance(exc, (aiohttp.ClientConnectionError, OSError, TimeoutError)):
         return ClusterUnavailable(address, f"the Dask Gateway is not reachable ({type(exc).__name__}); ask an admin")
