@@ -25,7 +25,7 @@ c.JupyterHub.bind_url = site.public_url
 c.JupyterHub.db_url = site.db_url
 c.JupyterHub.cookie_secret_file = site.cookie_secret_file
 c.ConfigurableHTTPProxy.command = imaging.proxy_command()  # configurable-http-proxy from package.json
-c.ConfigurableHTTPProxy.pid_file = str(site.state / "jupyterhub-proxy.pid")
+c.ConfigurableHTTPProxy.pid_file = str(site.state / "jupyterhub-proxy.pid")  # imaging_lib.hub.server stops a stray one
 
 # --- Who may sign in ------------------------------------------------------------------------------------
 # PAM: the machine's own accounts. Allow them one by one in the Hub's admin page (or list them here).

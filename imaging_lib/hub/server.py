@@ -50,6 +50,8 @@ DEMO_USERS = {"alice": ("researcher", "reviewer"), "bob": ("viewer",)}
 DEMO_PASSWORD_FILE = "demo-password"
 """File in the Hub's state folder holding the demo users' password (mode 0600)."""
 DEFAULT_GATEWAY_ADDRESS = "http://127.0.0.1:8790"
+PROXY_PID_FILE = "jupyterhub-proxy.pid"
+"""The proxy's pid file in the Hub's state folder (``deploy/jupyterhub/jupyterhub_config.py`` names it)."""
 BIN = Path(sys.executable).parent
 
 
@@ -124,7 +126,10 @@ class HubServer:
                 time.sleep(0.3)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """Stop the Hub (it stops its proxy, services and servers), then the gateway (and its clusters)."""
+        """Stop the Hub (it stops its proxy, services and servers), then the gateway (and its clusters).
+
+        A proxy the Hub left behind (stopped while starting) is stopped through its pid file.
+        """
         for process in (self.hub, self.gateway):
             if process is None or process.poll() is not None:
                 continue
@@ -134,6 +139,19 @@ class HubServer:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        _stop_orphaned_proxy(self.site.state / PROXY_PID_FILE)
+
+
+def _stop_orphaned_proxy(pid_file: Path) -> None:
+    import psutil
+
+    try:
+        proxy = psutil.Process(int(pid_file.read_text().strip()))
+        if "configurable-http-proxy" in " ".join(proxy.cmdline()):
+            proxy.terminate()
+            proxy.wait(10)
+    except (OSError, ValueError, psutil.Error):
+        return
 
 
 def _answers(url: str) -> bool:
