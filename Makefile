@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --constraint constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo check test bench widget clean
+.PHONY: install demo hub-demo check test bench widget clean
 
 install: $(STAMP) widgets/static/papaya_widget.js
 
@@ -34,6 +34,11 @@ check: install
 	$(BIN)/ruff check imaging_lib widgets tests bench
 	$(BIN)/ruff format --check imaging_lib widgets tests bench
 	$(BIN)/mypy
+
+# The team setup on this machine: JupyterHub, the dashboards as a Hub service, a Dask Gateway, and two
+# sample users (alice: researcher and reviewer; bob: viewer) whose password it prints. docs/deploy.md.
+hub-demo: install
+	$(BIN)/imaging-lab hub --demo
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""The ``imaging-lab`` command: ingest, run, report, labels, export, dashboard, demo, info.
+"""The ``imaging-lab`` command: ingest, run, report, labels, export, dashboard, demo, hub, info.
 
 Each subcommand parses its arguments here and calls one library function; the work
 itself lives in the library modules so notebooks and dashboards call the same code.
@@ -151,7 +151,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import serve_dashboard
 
-    return serve_dashboard(port=args.port, ip=args.ip, store_url=args.store)
+    return serve_dashboard(port=args.port, ip=args.ip, store_url=args.store, announce=_say)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -164,8 +164,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     outcome = prepare_demo(store, client, progress=True, on_ingested=_say, on_job=_follow)
     print(studies_summary(store), flush=True)
     print(outcome, flush=True)
-    status = 0 if args.no_serve else serve_demo(store, client, port=args.port, ip=args.ip)
+    status = 0 if args.no_serve else serve_demo(store, client, port=args.port, ip=args.ip, announce=_say)
     return status or (1 if outcome.failures else 0)
+
+
+def _cmd_hub(args: argparse.Namespace) -> int:
+    from .hub.server import serve_hub
+
+    return serve_hub(config=args.config, gateway=args.gateway, demo=args.demo, store_url=args.store, announce=_say)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ip", default="127.0.0.1", help="address of the dashboards (default 127.0.0.1)")
     demo.add_argument("--no-serve", action="store_true", help="stop after the batch and reports (for tests)")
     demo.set_defaults(func=_cmd_demo)
+
+    hub = commands.add_parser(
+        "hub",
+        help="serve the team setup: JupyterHub with roles, JupyterLab, the dashboards as a Hub service",
+        parents=[store],
+    )
+    hub.add_argument(
+        "--config", default=None, help="Hub configuration (default deploy/jupyterhub/jupyterhub_config.py)"
+    )
+    hub.add_argument("--gateway", action="store_true", help="also start a Dask Gateway (per-user clusters)")
+    hub.add_argument(
+        "--demo",
+        action="store_true",
+        help="fill the store as `demo` does, start the gateway, sign in two sample users (alice, bob)",
+    )
+    hub.set_defaults(func=_cmd_hub)
 
     return parser
 

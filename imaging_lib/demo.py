@@ -187,7 +187,14 @@ def _started(job: Job, on_job: Callable[[Job], object] | None) -> Job:
     return job.wait()
 
 
-def serve_demo(store: Store, client: Client, *, port: int = 8866, ip: str = "127.0.0.1") -> int:
+def serve_demo(
+    store: Store,
+    client: Client,
+    *,
+    port: int = 8866,
+    ip: str = "127.0.0.1",
+    announce: Callable[[str], None] | None = None,
+) -> int:
     """Serve the dashboards on the demo store until Ctrl-C, their kernels pointed at ``client``'s cluster.
 
     A batch started from a dashboard then runs on the demo's cluster
@@ -199,6 +206,8 @@ def serve_demo(store: Store, client: Client, *, port: int = 8866, ip: str = "127
     client : distributed.Client
     port, ip : int, str
         Where the dashboards listen.
+    announce : callable, optional
+        Called with the dashboards' URL (see :func:`imaging_lib.dashboard.serve_dashboard`).
 
     Returns
     -------
@@ -217,4 +226,4 @@ def serve_demo(store: Store, client: Client, *, port: int = 8866, ip: str = "127
     if not address:
         raise ValueError("the demo's Dask client is not connected to a scheduler")
     environ = {**os.environ, SCHEDULER_ENV: str(address)}
-    return serve_dashboard(port=port, ip=ip, store_url=store.url, environ=environ)
+    return serve_dashboard(port=port, ip=ip, store_url=store.url, environ=environ, announce=announce)

@@ -18,6 +18,7 @@ __all__ = [
     "ArchiveUnauthorized",
     "ArchiveUnavailable",
     "BurnedInAnnotation",
+    "ClusterUnavailable",
     "ImageTooLarge",
     "ImagingError",
     "InconsistentSeries",
@@ -37,9 +38,11 @@ __all__ = [
     "ModelError",
     "ModelNotFound",
     "NothingToExport",
+    "PermissionDenied",
     "RegionTooLarge",
     "ReportFailed",
     "SampleDataMissing",
+    "SignInExpired",
     "StaleLabelVersion",
     "UnreadableImage",
     "UnreadableRecord",
@@ -113,6 +116,21 @@ class ReportFailed(ImagingError):
 
 class InsecureServing(ImagingError):
     """A server would be reachable from other machines without strong enough authentication (a short token)."""
+
+
+class PermissionDenied(ImagingError):
+    """The acting user's roles do not allow the action (the source names the user).
+
+    Raised by :func:`imaging_lib.identity.require`, before anything is written.
+    """
+
+
+class SignInExpired(ImagingError):
+    """A JupyterHub token was refused (expired, revoked, or never issued): sign in again."""
+
+
+class ClusterUnavailable(ImagingError):
+    """The Dask cluster of the chosen profile cannot be reached or refused to start one."""
 
 
 class MissingRecord(ImagingError, KeyError):

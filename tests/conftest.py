@@ -118,3 +118,20 @@ def demo_store(tmp_path_factory, local_dask_client):
     from support.demo_store import build_demo_store
 
     return build_demo_store(tmp_path_factory.mktemp("demo"), local_dask_client)
+
+
+@pytest.fixture(scope="session")
+def team_hub(tmp_path_factory, demo_store):
+    """A real JupyterHub (configurable-http-proxy, the dashboards service) and Dask Gateway on 127.0.0.1.
+
+    Its users are ``support.hub.USERS``; its store starts as a copy of the demo store.
+    """
+    import shutil
+
+    from support.hub import start_test_hub
+
+    root = tmp_path_factory.mktemp("hub")
+    shutil.copytree(demo_store.url, root / "store")
+    hub = start_test_hub(root, store_url=str(root / "store"))
+    yield hub
+    hub.stop()

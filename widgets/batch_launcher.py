@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
+from imaging_lib.errors import ImagingError
+from imaging_lib.identity import require
+
 from .job_progress import JobProgress
 
 if TYPE_CHECKING:
@@ -76,7 +79,7 @@ class BatchLauncher:
             self._identity = model_identity(self.model_uri)
         return self._identity
 
-    def start(self, study_uids: Sequence[str], area: ipywidgets.Box, *, title: str = "") -> Job:
+    def start(self, study_uids: Sequence[str], area: ipywidgets.Box, *, title: str = "") -> Job | None:
         """Start the batch on ``study_uids`` and follow it live in ``area``.
 
         Parameters
@@ -91,12 +94,25 @@ class BatchLauncher:
 
         Returns
         -------
-        imaging_lib.jobs.Job
+        imaging_lib.jobs.Job or None
+            None when no cluster could be had (the gateway is down, the sign-in expired):
+            the reason is shown in ``area``.
+
+        Raises
+        ------
+        imaging_lib.errors.PermissionDenied
+            If this kernel's user may not run batches (the button is hidden for them; this
+            refuses a forged click).
         """
         from imaging_lib.jobs import run_batch
 
+        require("run_batch")
         area.children = [ipywidgets.HTML("<i>Starting the batch…</i>")]
-        job = run_batch(list(study_uids), self.store, self.model_uri, self.client, params=self.params)
+        try:
+            job = run_batch(list(study_uids), self.store, self.model_uri, self.client, params=self.params)
+        except ImagingError as exc:  # no cluster to be had: the gateway is down, the sign-in expired
+            area.children = [ipywidgets.HTML(f"<p class='job-error'>{html.escape(str(exc))}</p>")]
+            return None
         heading = [ipywidgets.HTML(f"<h4>{html.escape(title)}</h4>")] if title else []
         self.progress = JobProgress(job)
         area.children = [*heading, self.progress]

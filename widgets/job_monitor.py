@@ -6,19 +6,25 @@ itself while a job runs. Selecting a job follows it live with
 :class:`~widgets.job_progress.JobProgress` (counts, throughput, ETA, per-study errors,
 Dask dashboard link). A button starts a batch on the studies that have no result yet.
 
+No Dask client is made until that button is pressed: a visitor who only watches costs
+no cluster. The batch runs on the cluster of the Dask profile
+(:mod:`imaging_lib.jobs.cluster`: a local cluster of this kernel, ``$IMAGING_DASK_SCHEDULER``,
+or the user's Dask Gateway cluster); an admin may switch it
+(:class:`~widgets.cluster_selector.ClusterSelector`). A cluster that cannot be had (the
+gateway is down, the sign-in expired) is said in words under the button.
+
 "Without a result" means without a result of the model the button would run, the same
 model id *and* checksum (:meth:`imaging_lib.store.catalog.Catalog.studies_with_result`),
 and not being worked on by a batch. The monitor keeps one :class:`Catalog`, so a refresh
-re-reads only the records that changed since the last one.
+re-reads only the records that changed since the last one; batches start through
+:class:`~widgets.batch_launcher.BatchLauncher`, as the upload panel's do.
 
-No Dask client is made until that button is pressed (:class:`~widgets.batch_launcher.BatchLauncher`):
-a visitor who only watches costs no cluster. The batch runs on ``$IMAGING_DASK_SCHEDULER``
-when set (the cluster of ``make demo`` or a real one), else on a local cluster of this kernel.
+The button needs the ``run_batch`` permission (:mod:`imaging_lib.identity`): hidden
+otherwise, and refused on the kernel side.
 """
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -26,11 +32,13 @@ from typing import Any
 import ipywidgets
 import pandas as pd
 
-from imaging_lib import settings
 from imaging_lib.errors import ImagingError
+from imaging_lib.identity import require
 from imaging_lib.store.catalog import Catalog
 
+from .access import gate
 from .batch_launcher import BatchLauncher
+from .cluster_selector import ClusterSelector
 from .record_table import RecordTable
 
 __all__ = ["JOB_COLUMNS", "JobMonitor", "job_rows", "studies_without_result"]
@@ -130,11 +138,11 @@ class JobMonitor(ipywidgets.VBox):
         self.table = RecordTable(
             JOB_COLUMNS, key="job_id", sort_by="created_at", ascending=False, empty_message="No jobs yet."
         )
-        self.run_button = ipywidgets.Button(icon="play", button_style="primary", layout=ipywidgets.Layout(width="auto"))
+        self.run_button = gate(
+            ipywidgets.Button(icon="play", button_style="primary", layout=ipywidgets.Layout(width="auto")), "run_batch"
+        )
         self.refresh_button = ipywidgets.Button(description="Refresh", icon="refresh")
-        scheduler = settings.read(settings.DASK_SCHEDULER)
-        where = f"the Dask scheduler {html.escape(scheduler)}" if scheduler else "a local Dask cluster started with it"
-        self.cluster = ipywidgets.HTML(f"<p class='job-cluster'>A batch started here runs on {where}.</p>")
+        self.cluster = ClusterSelector()
         self.progress_area = ipywidgets.VBox()
         super().__init__(
             [ipywidgets.HBox([self.run_button, self.refresh_button]), self.cluster, self.table, self.progress_area]
@@ -217,8 +225,14 @@ class JobMonitor(ipywidgets.VBox):
         Returns
         -------
         imaging_lib.jobs.Job or None
-            The job, or None when every study has a result.
+            The job, or None when every study has a result or no cluster could be had.
+
+        Raises
+        ------
+        imaging_lib.errors.PermissionDenied
+            If the user may not run batches.
         """
+        require("run_batch")
         self.refresh()
         if not self.missing:
             return None
@@ -227,6 +241,9 @@ class JobMonitor(ipywidgets.VBox):
             self.progress.stop()
         self.job = self.launcher.start(self.missing, self.progress_area)
         self.progress = self.launcher.progress
+        if self.job is None:  # no cluster to be had: the reason is shown
+            self.run_button.disabled = False
+            return None
         self.refresh()
         self.table.selected = self.job.job_id
         return self.job

@@ -24,9 +24,12 @@ from typing import Any
 import ipywidgets
 
 from imaging_lib.errors import ImagingError, StaleLabelVersion
+from imaging_lib.identity import require
 from imaging_lib.store import layout, records, review
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.labels import label_history, revert, save_label_version
+
+from .access import gate
 
 __all__ = ["COUNT_TILES", "TOOL", "ReviewPanel", "history_html", "review_counts_html"]
 
@@ -191,6 +194,15 @@ class ReviewPanel(ipywidgets.VBox):
         self.save_slice_button.on_click(lambda _b: self.label_slice(self.slice_label.value))
         self.mark_reviewed_button.on_click(lambda _b: self.mark_mask_reviewed(self.mask_choice.value))
         self.revert_button.on_click(lambda _b: self.revert_to(self.revert_choice.value))
+        for button in (
+            self.accept_button,
+            self.reject_button,
+            self.save_study_button,
+            self.save_slice_button,
+            self.mark_reviewed_button,
+            self.revert_button,
+        ):
+            gate(button, "review")  # shown to reviewers only; _save refuses a forged click
         if viewer is not None:
             viewer.observe(self._show_slice, names="coordinate")
         row = ipywidgets.HBox
@@ -281,10 +293,16 @@ class ReviewPanel(ipywidgets.VBox):
 
     # ------------------------------------------------------------------ actions
     def _save(self, action: Callable[..., dict[str, Any]], **changes: Any) -> dict[str, Any] | None:
-        """Save through ``action`` on the version shown; say what happened; None if refused."""
+        """Save through ``action`` on the version shown; say what happened; None if refused.
+
+        Every save needs the ``review`` permission (:func:`imaging_lib.identity.require`),
+        checked here in the kernel, so a click forged from the page of a user without it is
+        refused and nothing is written.
+        """
         parent = self.latest.get("version")
         comment = self.comment.value
         try:
+            require("review")
             record = action(
                 self.store, self.study_uid, parent=parent, comment=comment, tool=TOOL, created_by=self.who(), **changes
             )

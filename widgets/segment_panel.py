@@ -27,7 +27,9 @@ from typing import Any
 import ipywidgets
 
 from imaging_lib.errors import ImagingError
+from imaging_lib.identity import can, require
 from imaging_lib.science.segment import segment_and_quantify
+from imaging_lib.store.records import current_user
 from imaging_lib.volume import Volume
 
 from .papaya import PapayaViewer
@@ -36,6 +38,8 @@ __all__ = ["OVERLAY_NAME", "SegmentPanel", "quantification_html"]
 
 #: Name of the overlay the panel draws (and replaces) in the viewer.
 OVERLAY_NAME = "segmentation"
+#: The status of a panel whose user may not save segmentations (clicks are refused).
+READ_ONLY_MESSAGE = "Saving segmentations needs the researcher, reviewer or admin role: clicks do nothing here."
 
 
 def _number(value: Any, digits: int = 1) -> str:
@@ -154,7 +158,10 @@ class SegmentPanel(ipywidgets.VBox):
         self._loop = _running_loop()
         self._settled = threading.Event()
         self._settled.set()
-        self.status = ipywidgets.HTML(self._status_html("Click in the image to segment from that voxel."))
+        allowed = store is None or can("segment")
+        self.status = ipywidgets.HTML(
+            self._status_html("Click in the image to segment from that voxel." if allowed else READ_ONLY_MESSAGE)
+        )
         self.table = ipywidgets.HTML("")
         side = ipywidgets.VBox([self.status, self.table], layout=ipywidgets.Layout(padding="0.5em 0"))
         super().__init__([viewer, side])
@@ -186,6 +193,8 @@ class SegmentPanel(ipywidgets.VBox):
         distributed.Future
             The submitted task.
         """
+        if self.store is not None:
+            require("segment")
         i, j, k = (int(v) for v in seed_ijk)
         seed = (i, j, k)
         previous, previous_seed = self._future, self._seed
@@ -196,7 +205,7 @@ class SegmentPanel(ipywidgets.VBox):
         if self._scattered is None:  # ship the image to the cluster once, not at every click
             self._scattered = self.client.scatter(self.volume, hash=False)
         future = self.client.submit(
-            segment_and_quantify, self._scattered, seed, self.params, self.store, self.study_uid,
+            segment_and_quantify, self._scattered, seed, self.params, self.store, self.study_uid, current_user(),
             key=f"segment-{uuid.uuid4().hex}",
         )  # fmt: skip
         self._future, self._seed = future, seed

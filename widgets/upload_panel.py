@@ -19,8 +19,10 @@ from typing import Any
 
 import ipywidgets
 
+from imaging_lib.identity import can, require
 from imaging_lib.limits import UPLOAD_LIMIT_BYTES
 
+from .access import gate
 from .batch_launcher import BatchLauncher
 from .file_drop import FileDrop, Upload
 
@@ -109,8 +111,10 @@ class UploadPanel(ipywidgets.VBox):
         self.launcher = BatchLauncher(store, model_uri=model_uri, client=client, params=params)
         self.summary: Any = None
         self.job: Any = None
-        self.drop = FileDrop(max_bytes=UPLOAD_LIMIT_BYTES)
-        self.analyse = ipywidgets.Checkbox(value=analyse, description="Analyse the uploaded studies", indent=False)
+        self.drop = gate(FileDrop(max_bytes=UPLOAD_LIMIT_BYTES), "upload")
+        self.analyse = gate(
+            ipywidgets.Checkbox(value=analyse, description="Analyse the uploaded studies", indent=False), "run_batch"
+        )
         self.limit = ipywidgets.HTML(f"<p class='upload-limit'>{html.escape(limit_text())}</p>")
         self.result = ipywidgets.HTML()
         self.job_area = ipywidgets.VBox()
@@ -126,6 +130,7 @@ class UploadPanel(ipywidgets.VBox):
         """
         from imaging_lib.ingestion.batch import ingest
 
+        require("upload")
         self.drop.busy = True
         self.drop.status = f"De-identifying and storing {len(files)} file(s)…"
         try:
@@ -134,7 +139,7 @@ class UploadPanel(ipywidgets.VBox):
             self.drop.busy = False
         self.drop.status = f"Done: {len(self.summary.studies)} stud{'y' if len(self.summary.studies) == 1 else 'ies'}."
         self.result.value = summary_html(self.summary)
-        if self.analyse.value and self.summary.studies:
+        if self.analyse.value and self.summary.studies and can("run_batch"):
             self.start_batch(self.summary.studies)
         return self.summary
 

@@ -34,7 +34,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -68,6 +68,9 @@ STORE_ENV = settings.STORE.name
 KERNEL_CULL_IDLE_SECONDS = 300
 """Idle seconds after which a dashboard kernel with no page connected is shut down."""
 WILDCARD_IPS = ("", "0.0.0.0", "::")
+
+LANDING_PAGE = "voila/render/index.ipynb"
+"""Where a visitor lands: the dashboards' index (not Voilà's file list)."""
 
 
 def apps_dir() -> Path:
@@ -367,13 +370,17 @@ def serve_dashboard(
     store_url: str | None = None,
     apps: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve the dashboards until interrupted, printing the URL with the token once.
+    """Serve the dashboards until interrupted; say once where, with the token.
 
     Parameters
     ----------
     port, ip, store_url, apps, environ
         See :func:`start_dashboard`.
+    announce : callable, optional
+        Called once with ``"Dashboards: <URL of the landing page, token included>"`` when
+        the server answers (the command line prints it).
 
     Returns
     -------
@@ -381,7 +388,8 @@ def serve_dashboard(
         The Voilà process's exit code (0 after Ctrl-C or SIGTERM, which stop Voilà too).
     """
     server = start_dashboard(apps, port=port, ip=ip, store_url=store_url, environ=environ)
-    print(f"Dashboards: {server.url()}", flush=True)
+    if announce is not None:
+        announce(f"Dashboards: {server.url(LANDING_PAGE)}")
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return server.process.wait()

@@ -5,10 +5,13 @@
 standalone Voilà application with four changes, each made once for every request rather
 than per handler:
 
-* **Token.** It is read from ``IMAGING_DASHBOARD_TOKEN`` in the process environment (never
-  argv, where ``ps`` shows it to every local user) and removed from the environment before
-  any kernel starts. Without one, a random token is made. There is no way to turn
-  authentication off.
+* **Token, or the Hub.** It is read from ``IMAGING_DASHBOARD_TOKEN`` in the process
+  environment (never argv, where ``ps`` shows it to every local user) and removed from the
+  environment before any kernel starts. Without one, a random token is made. There is no
+  way to turn authentication off. Run as a JupyterHub service (``--DashboardVoila.hub=True``)
+  it signs visitors in through the Hub instead (:mod:`~imaging_lib.dashboard.hub_auth`):
+  each kernel belongs to its visitor, learns their name and roles from this server, and
+  no other user can reach it.
 * **Host and Origin.** Voilà sets jupyter_server's ``allow_remote_access``, so its own Host
   check never runs. A tornado routing rule placed before every other route (pages, APIs,
   kernel websockets, static files) answers 403 to a request whose ``Host`` or ``Origin``
@@ -17,10 +20,12 @@ than per handler:
 * **Kernels.** :class:`DashboardKernelManager` starts at most ``max_kernels`` kernels (a
   render over the cap gets an HTTP 503 page saying the dashboards are busy), and hides the
   token from the request URL Voilà hands each kernel (``QUERY_STRING``, ``VOILA_REQUEST_URL``).
+  Voilà lets only comm and kernel-info messages through from the browser: an
+  ``execute_request`` is dropped before it reaches a kernel.
 * **Server pages.** jupyter_server's login, logout and error pages link their styles through
   ``static_url``, which Voilà leaves without a ``static_path``, so ``/logout`` and every
   jupyter_server error page failed with an empty 500. They now get jupyter_server's static
-  files (Voilà serves them under ``voila/static/``); :data:`TEMPLATES` adds the 503 page.
+  files (Voilà serves them under ``voila/static/``); :data:`TEMPLATES` adds the 403 (no role) and 503 pages.
 """
 
 from __future__ import annotations
@@ -37,16 +42,20 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from jupyter_server.utils import url_path_join
 from tornado import httputil, web
 from tornado.routing import Matcher, Rule
-from traitlets import Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode
 from voila.app import Voila
 
 from .. import settings
 from .hosts import AllowedHosts
+from .hub_auth import CURRENT_VISITOR, HubAuthorizer, HubIdentityProvider, own_kernels_only, without_hub_credentials
 
 __all__ = ["TEMPLATES", "DashboardKernelManager", "DashboardVoila", "ForeignRequestHandler", "main"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-"""Page templates that take precedence over jupyter_server's (``503.html``)."""
+"""Page templates that take precedence over jupyter_server's (``403.html``, ``503.html``)."""
+
+KERNEL_ROUTES = ("api/kernels/", "voila/api/shutdown/", "voila/query/", "voila/execution/")
+"""Path prefixes (under the base URL) of the routes that name a kernel id."""
 
 BUSY_MESSAGE = (
     "All %d dashboard sessions are in use. Close a dashboard tab you no longer need, or try again "
@@ -62,7 +71,13 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     kernel is started and none is killed. Any environment value that holds
     :attr:`hidden_token` (Voilà passes the request URL, query included) gets ``<hidden>``
     in its place.
+
+    With :attr:`per_visitor` (the Hub's sign-in), a kernel starts only for the request's
+    :data:`~imaging_lib.dashboard.hub_auth.CURRENT_VISITOR`, with the visitor's identity in
+    place of the service's Hub credentials, and :meth:`may_use` lets only them use it.
     """
+
+    per_visitor = Bool(False, config=True, help="Each kernel belongs to the signed-in visitor it was started for.")
 
     max_kernels = Integer(
         int(str(settings.DASHBOARD_MAX_KERNELS.default)), config=True, help="Most kernels alive (or starting) at once."
@@ -71,6 +86,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._starting = 0
+        self._owners: dict[str, str] = {}
         self.hidden_token = ""
 
     async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
@@ -87,13 +103,30 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             if live >= self.max_kernels:
                 self.log.warning("refusing a new dashboard kernel: %d of %d in use", live, self.max_kernels)
                 raise web.HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason="Dashboards busy")
+        visitor = CURRENT_VISITOR.get()
+        if self.per_visitor:
+            if visitor is None:
+                raise web.HTTPError(403, "No signed-in visitor to start a dashboard kernel for")
+            kwargs["env"] = {**without_hub_credentials(kwargs.get("env") or os.environ), **visitor.kernel_environment()}
         if self.hidden_token and kwargs.get("env"):
             kwargs["env"] = {name: self._hide_token(value) for name, value in kwargs["env"].items()}
         self._starting += 1
         try:
-            return await super().start_kernel(**kwargs)
+            kernel_id = await super().start_kernel(**kwargs)
         finally:
             self._starting -= 1
+        if self.per_visitor and visitor is not None:
+            self._owners[kernel_id] = visitor.name
+        return kernel_id
+
+    def may_use(self, kernel_id: str, user_name: str) -> bool:
+        """Whether ``user_name`` may reach kernel ``kernel_id``: its owner only, with :attr:`per_visitor`."""
+        return not self.per_visitor or self._owners.get(kernel_id) == user_name
+
+    def remove_kernel(self, kernel_id: str) -> Any:
+        """Forget the kernel and its owner."""
+        self._owners.pop(kernel_id, None)
+        return super().remove_kernel(kernel_id)
 
     def _hide_token(self, value: str) -> str:
         for form in {self.hidden_token, quote(self.hidden_token, safe="")}:
@@ -131,19 +164,28 @@ def _origin_pattern(names: list[str]) -> str:
 
 
 class DashboardVoila(Voila):
-    """Voilà with a mandatory token from the environment, a Host/Origin guard and a kernel cap."""
+    """Voilà with a mandatory token (or the Hub's sign-in), a Host/Origin guard and a kernel cap."""
 
     allowed_hosts = List(Unicode(), config=True, help="Extra host names to answer to (a reverse proxy's public name).")
+    hub = Bool(
+        False, config=True, help="Sign visitors in through JupyterHub (run as a Hub service) instead of a token."
+    )
 
     def initialize(self, argv: Any = None) -> None:
-        """Parse the command line, then take the token from the environment and cap the kernels."""
+        """Parse the command line, then take the token from the environment (or use the Hub) and cap the kernels."""
         super().initialize(argv)
         token = settings.read(settings.DASHBOARD_TOKEN)
         os.environ.pop(settings.DASHBOARD_TOKEN.name, None)  # kernels inherit this environment
-        if token:
+        if self.hub:
+            self.identity_provider_class = HubIdentityProvider
+            self.authorizer_class = HubAuthorizer
+            self.token = None  # no token argument: the Hub's provider has its own
+            self.auto_token = True
+            self.config.DashboardKernelManager.per_visitor = True
+        elif token:
             self.token = token
         elif not self.token:  # none, or "": jupyter_server makes a random one and logs it once
-            self.token = None  # type: ignore[assignment]  # the trait allows None: Voila's 'no token given'
+            self.token = None  # the trait allows None: Voila's 'no token given'
             self.auto_token = True
         self.voila_configuration.multi_kernel_manager_class = DashboardKernelManager
 
@@ -162,9 +204,21 @@ class DashboardVoila(Voila):
         app.settings["static_path"] = DEFAULT_STATIC_FILES_PATH
         app.settings["static_url_prefix"] = url_path_join(self.server_url or self.base_url, "voila/static/")
         self.kernel_manager.hidden_token = self.identity_provider.token
+        if self.hub:
+            _own_kernels_only(app, self.server_url or self.base_url)
         for name in ("voila_jinja2_env", "jinja2_env"):  # Voilà's pages, then jupyter_server's
             env = app.settings[name]
             env.loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(TEMPLATES)), env.loader])
+
+
+def _own_kernels_only(app: web.Application, base_url: str) -> None:
+    """Put :class:`~imaging_lib.dashboard.hub_auth.OwnKernelsOnly` in front of every route naming a kernel."""
+    prefixes = tuple(url_path_join(base_url, prefix) for prefix in KERNEL_ROUTES)
+    for host_rule in app.default_router.rules:
+        for rule in getattr(host_rule.target, "rules", ()):
+            pattern = getattr(rule.matcher, "regex", None)
+            if pattern is not None and pattern.pattern.startswith(prefixes) and isinstance(rule.target, type):
+                rule.target = own_kernels_only(rule.target)
 
 
 main = DashboardVoila.launch_instance

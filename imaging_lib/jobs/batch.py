@@ -84,6 +84,7 @@ def process_study(
     params: Mapping[str, Any] | None = None,
     *,
     model_checksum: str,
+    created_by: str | None = None,
 ) -> dict[str, Any]:
     """Predict and explain one stored study; write its heat map and result record.
 
@@ -100,6 +101,8 @@ def process_study(
     model_checksum : str
         The model's checksum as the driver verified it (:attr:`~imaging_lib.models.LoadedModel.checksum`);
         the model loads only if its spec and weights still have it.
+    created_by : str, optional
+        Who submitted the batch (recorded in the result; a worker's own user is not who acts).
 
     Returns
     -------
@@ -147,6 +150,7 @@ def process_study(
         explanation_key=explanation_key,
         explanation=explanation.to_record(),
         parameters=resolved,
+        created_by=created_by,
     )
     store.write_json(result_key, record)
     return {
@@ -248,7 +252,12 @@ def run_batch(
     model = load_model(model_uri)
     done = studies_with_result(store, study_uids, model.model_id, model.checksum) if resume else set()
     task = functools.partial(
-        process_study, store_url=store, model_uri=model_uri, params=resolved, model_checksum=model.checksum
+        process_study,
+        store_url=store,
+        model_uri=model_uri,
+        params=resolved,
+        model_checksum=model.checksum,
+        created_by=records.current_user(),
     )
     meta = {
         "model_uri": model_uri,

@@ -48,8 +48,7 @@ SEGMENTATIONS: dict[str, dict[str, Any]] = {
 
 
 def _lime_image() -> Any:
-    os.environ.setdefault("TQDM_DISABLE", "1")  # lime's own data_labels draws a tqdm bar
-    from lime import lime_image
+    from lime import lime_image  # its tqdm-drawing data_labels is replaced by _fast_explainer's
 
     return lime_image
 

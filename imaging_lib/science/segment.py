@@ -42,6 +42,7 @@ def save_segmentation(
     quantification: dict[str, Any],
     seed: Sequence[float],
     params: dict[str, Any],
+    created_by: str | None = None,
 ) -> dict[str, Any]:
     """Write a mask and its record (seed, parameters, quantification, provenance) to a store.
 
@@ -62,6 +63,8 @@ def save_segmentation(
         The seed voxel index.
     params : dict
         The :func:`grow_region` parameters used.
+    created_by : str, optional
+        Who saves it (the record's ``provenance.created_by``); default the acting user of this process.
 
     Returns
     -------
@@ -80,6 +83,7 @@ def save_segmentation(
         quantification=quantification,
         method=f"{__name__}.grow_region",
         parameters=params,
+        created_by=created_by,
     )
     store.write_volume(mask_key, mask)
     store.write_json(record_key, record)
@@ -92,6 +96,7 @@ def segment_and_quantify(
     params: dict[str, Any] | None = None,
     store: Any = None,
     study_uid: str | None = None,
+    created_by: str | None = None,
 ) -> dict[str, Any]:
     """Grow a region from a seed, quantify it and, given a store, save both.
 
@@ -109,6 +114,8 @@ def segment_and_quantify(
         Where to save the mask and its record; nothing is saved without one.
     study_uid : str, optional
         The study the mask belongs to; required with ``store``.
+    created_by : str, optional
+        Who asked for it (the worker's own user is not): recorded in the saved record.
 
     Returns
     -------
@@ -130,6 +137,6 @@ def segment_and_quantify(
     record = None
     if store is not None and study_uid:
         record = save_segmentation(
-            store, study_uid, mask, quantification, mask.metadata["seed_ijk"], mask.metadata["parameters"]
+            store, study_uid, mask, quantification, mask.metadata["seed_ijk"], mask.metadata["parameters"], created_by
         )
     return {"mask": mask, "quantification": quantification, "record": record}

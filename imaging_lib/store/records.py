@@ -17,7 +17,6 @@ The builders are pure: they take values and return dicts; the caller writes them
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import hashlib
 import json
 from collections import Counter
@@ -63,10 +62,13 @@ def now() -> str:
 
 
 def current_user() -> str:
-    """Who is acting: the Jupyter(Hub) user when there is one, else the operating-system user."""
-    from .. import settings
+    """Who is acting: the Jupyter(Hub) user when there is one, else the operating-system user.
 
-    return settings.read(settings.USER) or settings.read(settings.JUPYTERHUB_USER) or getpass.getuser()
+    See :func:`imaging_lib.identity.user_name` (a team kernel's user is set by the server).
+    """
+    from ..identity import user_name
+
+    return user_name()
 
 
 def provenance(parameters: Mapping[str, Any] | None = None, *, created_by: str | None = None, **extra: Any) -> Record:

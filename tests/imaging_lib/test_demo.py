@@ -82,10 +82,15 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
             printed.append(line)
             if line.startswith("Dashboards: "):
                 break
-        url = re.fullmatch(r"Dashboards: (http://127\.0\.0\.1:\d+/)\?token=(\S+)\n", printed[-1])
+        # the URL opens the landing page, not Voila's list of files
+        url = re.fullmatch(
+            r"Dashboards: (http://127\.0\.0\.1:\d+/)voila/render/index\.ipynb\?token=(\S+)\n", printed[-1]
+        )
         assert url, "".join(printed)[-3000:]
         base, token = url.groups()
         assert base == f"http://127.0.0.1:{port}/"
+        landing = requests.get(printed[-1].split(" ", 1)[1].strip(), timeout=120)
+        assert landing.ok and "Imaging lab dashboards" in landing.text
         assert requests.get(f"{base}voila/render/studies.ipynb", params={"token": token}, timeout=120).ok
         anonymous = requests.get(f"{base}voila/render/studies.ipynb", allow_redirects=False, timeout=30)
         assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]

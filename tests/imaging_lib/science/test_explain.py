@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TQDM_DISABLE", "1")  # lime's data_labels draws a tqdm bar per call
-
 import numpy as np
 import pytest
 from lime import lime_image
@@ -17,6 +13,13 @@ from imaging_lib.models.training import heldout_set
 from imaging_lib.science.explain import explain_slice, perturbed_predictions
 from imaging_lib.science.inference import predict_probabilities, prepare_slices
 from imaging_lib.volume import Volume
+
+
+@pytest.fixture(autouse=True)
+def _quiet_lime(monkeypatch):
+    """lime's own data_labels (the reference here) draws a tqdm bar per call: not in the test log."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+
 
 SLICE = 10  # a mid-brain slice of the real MR series
 
