@@ -15,6 +15,7 @@ __all__ = [
     "CHROMIUM",
     "DASHBOARD_TOKEN",
     "DASK_SCHEDULER",
+    "DEID_KEY_FILE",
     "DEID_SECRET",
     "JUPYTERHUB_USER",
     "PAPAYA_DIR",
@@ -40,7 +41,15 @@ STORE = Setting("IMAGING_STORE", "./data/store", "store URL: a folder, gs://buck
 DASK_SCHEDULER = Setting(
     "IMAGING_DASK_SCHEDULER", None, "Dask scheduler address (tcp://host:8786); unset: a LocalCluster per process"
 )
-DEID_SECRET = Setting("IMAGING_DEID_SECRET", None, "de-identification key (at least 16 bytes)")
+DEID_SECRET = Setting(
+    "IMAGING_DEID_SECRET", None, "de-identification key (at least 16 bytes); unset: the key file below"
+)
+DEID_KEY_FILE = Setting(
+    "IMAGING_DEID_KEY_FILE",
+    None,
+    "de-identification key file (mode 0600, created on first use); unset: imaging-lab/deid.key in the user's "
+    "configuration folder ($XDG_CONFIG_HOME, ~/.config)",
+)
 DASHBOARD_TOKEN = Setting(
     "IMAGING_DASHBOARD_TOKEN", None, "token of the dashboards; unset: a random one is made and printed once"
 )
@@ -58,6 +67,7 @@ SETTINGS: tuple[Setting, ...] = (
     STORE,
     DASK_SCHEDULER,
     DEID_SECRET,
+    DEID_KEY_FILE,
     DASHBOARD_TOKEN,
     CHROMIUM,
     PAPAYA_DIR,

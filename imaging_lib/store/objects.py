@@ -280,6 +280,51 @@ class Store:
         with self.open_write(key) as handle:
             handle.write(data)
 
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write ``data`` to ``key`` only if no object is there; return whether this call wrote it.
+
+        Exclusive and atomic: a local write links a complete temporary file to the key
+        with :func:`os.link`, which fails if the key exists; an object store uploads with
+        a does-not-exist precondition (GCS ``ifGenerationMatch=0``). Of two writers racing
+        for one key, exactly one wins and the other gets ``False``.
+
+        Parameters
+        ----------
+        key : str
+            Destination key.
+        data : bytes
+            The whole object.
+
+        Returns
+        -------
+        bool
+            ``True`` if this call created the object, ``False`` if it already existed.
+        """
+        path = self._path(key)
+        if not self.is_local:
+            try:
+                self.fs.pipe_file(path, bytes(data), mode="create")
+            except FileExistsError:
+                return False
+            finally:
+                self.fs.invalidate_cache(path)
+            return True
+        folder, name = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        temporary = os.path.join(folder, f"{_TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
+        try:
+            with open(temporary, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)
+        return True
+
     def write_many(self, objects: Mapping[str, bytes]) -> None:
         """Write several objects, each atomically; concurrently on object stores.
 
@@ -422,7 +467,11 @@ class Store:
     # ------------------------------------------------------------------ JSON
     def write_json(self, key: str, record: Any) -> None:
         """Write a JSON-serialisable object to ``key`` atomically (UTF-8, sorted keys)."""
-        self.write_bytes(key, json.dumps(record, indent=1, sort_keys=True, allow_nan=False).encode("utf-8"))
+        self.write_bytes(key, _json_bytes(record))
+
+    def create_json(self, key: str, record: Any) -> bool:
+        """Write a JSON record to ``key`` only if nothing is there; see :meth:`create_bytes`."""
+        return self.create_bytes(key, _json_bytes(record))
 
     def read_json(self, key: str) -> Any:
         """Read a JSON record.
@@ -450,10 +499,15 @@ class Store:
 
     # ------------------------------------------------------------------ volumes
     def write_volume(self, key: str, volume: Volume) -> None:
-        """Write a volume as gzipped NIfTI to ``key`` (which should end in ``.nii.gz``)."""
-        from ..io.nifti import nifti_to_bytes
+        """Write a volume as gzipped NIfTI to ``key`` (which should end in ``.nii.gz``).
 
-        self.write_bytes(key, nifti_to_bytes(volume, compress=True))
+        The voxels stream through gzip into the store's writer, so no uncompressed copy
+        of the volume is made.
+        """
+        from ..io.nifti import write_nifti_stream
+
+        with self.open_write(key) as handle:
+            write_nifti_stream(volume, handle, compress=True)
 
     def read_volume(self, key: str) -> Volume:
         """Read a NIfTI volume stored at ``key``, with what its study record keeps of its header.
@@ -498,6 +552,10 @@ def _version_token(info: Mapping[str, Any]) -> str:
         if info.get(name) is not None:
             return f"{info[name]}:{info.get('size')}"
     return f"?:{info.get('size')}"
+
+
+def _json_bytes(record: Any) -> bytes:
+    return json.dumps(record, indent=1, sort_keys=True, allow_nan=False).encode("utf-8")
 
 
 def _parse_json(key: str, data: bytes) -> Any:

@@ -27,6 +27,7 @@ from . import layout
 __all__ = [
     "current_user",
     "job_record",
+    "key_fingerprint_record",
     "merge_series",
     "normalise",
     "now",
@@ -358,6 +359,19 @@ def quarantine_record(*, error: str, reason: str, content_digest: str | None, si
         "size": size,
         "provenance": provenance(),
     }
+
+
+def key_fingerprint_record(fingerprint: str, *, label: str) -> Record:
+    """The fingerprint of the key a store is de-identified with (never the key itself).
+
+    Parameters
+    ----------
+    fingerprint : str
+        HMAC-SHA256 of ``label`` under the key, in hex (:attr:`imaging_lib.deid.key.DeidKey.fingerprint`).
+    label : str
+        The fixed message whose HMAC is the fingerprint.
+    """
+    return {"algorithm": "HMAC-SHA256", "label": label, "fingerprint": fingerprint, "provenance": provenance()}
 
 
 # ---------------------------------------------------------------------------- reading
