@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from ..deid.key import DeidKey, bind_key_to_store, load_key, refuse_key_in_store
 from ..errors import ImagingError, MissingRecord, UnexpectedFailure, UnreadableImage, UnsupportedImage
 from ..io.dicom import read_dicom_bytes
 from ..io.dicom_dataset import dataset_to_bytes, parse_dicom
-from ..io.dicom_values import text
+from ..io.dicom_values import attribute, is_multivalued, text
 from ..io.nifti import is_nifti_name, nifti_from_bytes
 from ..limits import MAX_PENDING_BYTES
 from ..store import layout, records
@@ -68,6 +69,8 @@ __all__ = ["IngestSummary", "ingest"]
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
 _NOT_STORED = ("already in the store", "given twice in this batch")
+_PLACING_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 # ---------------------------------------------------------------------------- summary
@@ -142,10 +145,15 @@ def _deidentify_file(item: Input, data: bytes, key: DeidKey, digest: str, allow_
         sop = dataset.get("SOPClassUID")
         kind = getattr(sop, "name", str(sop)) if sop is not None else "unknown SOP class"
         raise UnsupportedImage(item.name, f"DICOM without pixel data ({kind})")
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+    for keyword in _PLACING_UIDS:
         if not text(dataset, keyword, item.name):
             raise UnreadableImage(item.name, f"no {keyword}: the file cannot be placed in a study")
+        if is_multivalued(attribute(dataset, keyword, item.name)):
+            raise UnreadableImage(item.name, f"{keyword} must hold one UID: the file cannot be placed in a study")
     clean = deidentify(dataset, key.secret, source=item.name, allow_burned_in=allow_burned_in)
+    for keyword in _PLACING_UIDS:
+        if not _UID.fullmatch(text(clean, keyword, item.name)):
+            raise UnreadableImage(item.name, f"{keyword} is not a valid UID after de-identification")
     dates = [text(clean, k, item.name) for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")]
     facts = {
         "patient_pseudonym": text(clean, "PatientID", item.name),

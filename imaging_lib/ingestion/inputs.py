@@ -119,10 +119,11 @@ def _local_reader(path: Path) -> Callable[[], bytes]:
     def read() -> bytes:
         try:
             with open(path, "rb") as handle:
-                data = handle.read(MAX_FILE_BYTES + 1)
+                _bounded(str(path), os.fstat(handle.fileno()).st_size)
+                data = handle.read()
         except OSError as exc:
             raise UnreadableImage(path, f"cannot open: {exc.strerror or exc}") from None
-        _bounded(str(path), len(data))
+        _bounded(str(path), len(data))  # it may have grown since
         return data
 
     return read

@@ -157,7 +157,8 @@ def parse_dicom(data: bytes, source: str) -> Any:
     Anything after the pixel data (``Data Set Trailing Padding``, ``Digital Signatures
     Sequence``, which the profile removes, and megabytes of zero padding some scanners
     leave) is never parsed. A deflated file is inflated with bounds first
-    (:func:`inflate_deflated`) and comes back in Explicit VR Little Endian.
+    (:func:`inflate_deflated`); its dataset keeps the deflated transfer syntax, so
+    writing it deflates it again.
 
     Parameters
     ----------
@@ -183,7 +184,8 @@ def parse_dicom(data: bytes, source: str) -> Any:
 
     if not data:
         raise UnreadableImage(source, "empty file")
-    if is_deflated(data, source):
+    deflated = is_deflated(data, source)
+    if deflated:
         data = inflate_deflated(data, source)
     stream = io.BytesIO(data)
     try:
@@ -203,6 +205,8 @@ def parse_dicom(data: bytes, source: str) -> Any:
             if raw.length != _UNDEFINED_LENGTH and held < raw.length:
                 raise UnreadableImage(source, f"truncated: pixel data holds {held} of its {raw.length} bytes")
         dataset.update(pixels)
+        if deflated:  # inflated with bounds above; written back in the syntax it came in
+            dataset.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
     except InvalidDicomError:
         raise UnreadableImage(source, "not a DICOM file (no DICM preamble or valid header)") from None
     except _PARSE_ERRORS as exc:

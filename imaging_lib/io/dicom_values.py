@@ -16,7 +16,16 @@ from typing import Any
 
 from ..errors import UnreadableImage
 
-__all__ = ["PixelDescription", "attribute", "integer", "number", "numbers", "pixel_description", "text"]
+__all__ = [
+    "PixelDescription",
+    "attribute",
+    "integer",
+    "is_multivalued",
+    "number",
+    "numbers",
+    "pixel_description",
+    "text",
+]
 
 
 def _is_empty(value: Any) -> bool:
@@ -30,7 +39,8 @@ def _is_empty(value: Any) -> bool:
         return False
 
 
-def _is_multiple(value: Any) -> bool:
+def is_multivalued(value: Any) -> bool:
+    """Whether a value read from a dataset holds several values (a MultiValue or list)."""
     from pydicom.multival import MultiValue
 
     return isinstance(value, (list, tuple, MultiValue))
@@ -61,7 +71,7 @@ def attribute(dataset: Any, keyword: str, source: Any) -> Any:
 
 
 def _single(value: Any, keyword: str, source: Any) -> Any:
-    if _is_multiple(value):
+    if is_multivalued(value):
         if len(value) != 1:
             raise UnreadableImage(source, f"{keyword} must hold one value, not {len(value)}: {str(value)[:60]!r}")
         return value[0]
@@ -136,7 +146,7 @@ def numbers(dataset: Any, keyword: str, source: Any) -> list[float] | None:
     value = attribute(dataset, keyword, source)
     if value is None:
         return None
-    values = list(value) if _is_multiple(value) else [value]
+    values = list(value) if is_multivalued(value) else [value]
     try:
         return [float(v) for v in values]
     except (TypeError, ValueError, OverflowError):

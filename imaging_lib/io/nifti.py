@@ -160,6 +160,8 @@ def nifti_from_bytes(data: bytes, source: str = "<bytes>", *, max_bytes: int = D
     except Exception as exc:
         raise UnreadableImage(source, f"voxel data cannot be read ({type(exc).__name__}: {exc})") from None
     array = _native(array)
+    if not array.flags.writeable:  # a view of bytes given uncompressed: callers may change their voxels
+        array = array.copy(order="K")
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise UnreadableImage(source, "voxel data contain NaN or infinite values")
     description = header.get("descrip")

@@ -131,14 +131,29 @@ def zip_of_zeros(member_mib: list[int]) -> bytes:
         local.write(name + data)
         central.write(
             struct.pack(
-                "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(data), size, len(name), 0, 0, 0, 0, 0, offset
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                8,
+                0,
+                0,
+                crc,
+                len(data),
+                size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
             )
             + name
         )
     directory = central.getvalue()
-    end = struct.pack(
-        "<IHHHHIIH", 0x06054B50, 0, 0, len(member_mib), len(member_mib), len(directory), local.tell(), 0
-    )
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(member_mib), len(member_mib), len(directory), local.tell(), 0)
     return local.getvalue() + directory + end
 
 
