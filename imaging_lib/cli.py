@@ -37,7 +37,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_key(args: argparse.Namespace) -> int:
-    from .deid.key import key_file_path, load_key, move_key_out_of_store
+    from .deid.key import key_file_path, load_key
+    from .ingestion.key_binding import move_key_out_of_store
     from .store import Store
 
     if args.action == "move-out-of-store":

@@ -15,15 +15,10 @@ exists. Two processes racing to create it end with one key, and a crash never le
 half-written one. A key file that group or others may read (mode wider than 0600), or
 that is not a regular file, is refused with :class:`~imaging_lib.errors.KeyFileUnsafe`.
 
-A store keeps only the key's **fingerprint** (:func:`bind_key_to_store`): the
+A store keeps only the key's **fingerprint** (:attr:`DeidKey.fingerprint`): the
 HMAC-SHA256 of a fixed label under the key. It names the key without revealing anything
-that keys a pseudonym, so the first ingest records it (exclusively: of two first
-ingests racing, one wins) and every later ingest with another key is refused with
-:class:`~imaging_lib.errors.KeyMismatch` before anything is written: two keys on one
-store would split a patient into two pseudonyms. A store written by an older version
-with its key inside (``config/deid_secret``) is refused with
-:class:`~imaging_lib.errors.KeyInStore` until :func:`move_key_out_of_store` has moved
-the key to the key file.
+that keys a pseudonym; :mod:`imaging_lib.ingestion.key_binding` records it in a store
+and refuses an ingest with another key.
 """
 
 from __future__ import annotations
@@ -36,33 +31,26 @@ import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import settings
-from ..errors import KeyFileUnsafe, KeyInStore, KeyMismatch, MissingRecord
+from ..errors import KeyFileUnsafe
 from ..limits import SECRET_MIN_BYTES
 from .deidentify import check_secret
 
 __all__ = [
     "FINGERPRINT_LABEL",
     "KEY_FILE_NAME",
-    "MOVE_OUT_COMMAND",
     "DeidKey",
-    "bind_key_to_store",
     "create_key_file",
     "key_file_path",
     "load_key",
-    "move_key_out_of_store",
     "read_key_file",
-    "refuse_key_in_store",
 ]
 
 KEY_FILE_NAME = "deid.key"
 APP_NAME = "imaging-lab"
 FINGERPRINT_LABEL = b"imaging-lab de-identification key fingerprint v1"
 """The message whose HMAC under the key is the key's fingerprint."""
-MOVE_OUT_COMMAND = "imaging-lab key move-out-of-store --store {store}"
-"""What a user runs to move an old store's ``config/deid_secret`` to their key file."""
 
 _PRIVATE = 0o600
 
@@ -207,113 +195,3 @@ def load_key(secret: bytes | str | None = None, *, create: bool = True) -> DeidK
     if create and not path.exists():
         create_key_file(path)
     return DeidKey(read_key_file(path), str(path))
-
-
-# ---------------------------------------------------------------------------- the store's fingerprint
-def _legacy_key_message(store: Any) -> str:
-    return (
-        f"this store keeps its de-identification key at {store.full_path(_legacy_key())}, where whoever can read "
-        "the store can re-identify patients with it. Move it out of the store before using it: run "
-        f"`{MOVE_OUT_COMMAND.format(store=store.url)}` (it copies the key to your key file "
-        f"{key_file_path()} with mode 0600, records its fingerprint in the store and deletes the copy in the "
-        "store), then give the key to the others who ingest into this store through IMAGING_DEID_SECRET or "
-        "their own key file"
-    )
-
-
-def _legacy_key() -> str:
-    from ..store import layout
-
-    return layout.LEGACY_DEID_SECRET_KEY
-
-
-def bind_key_to_store(store: Any, key: DeidKey) -> None:
-    """Check ``key`` against the fingerprint ``store`` keeps; record it if the store has none.
-
-    Call it before writing anything a key shapes (pseudonyms, UIDs, dates).
-
-    Raises
-    ------
-    KeyInStore
-        If the store holds ``config/deid_secret`` (written by older versions).
-    KeyMismatch
-        If the store's fingerprint is another key's.
-    """
-    refuse_key_in_store(store)
-    _check_or_record_fingerprint(store, key)
-
-
-def refuse_key_in_store(store: Any) -> None:
-    """Refuse a store that keeps its key inside (``config/deid_secret``, from older versions).
-
-    Call it before :func:`load_key`, so a refused store does not make a new key file.
-
-    Raises
-    ------
-    KeyInStore
-        With how to move the key out (:data:`MOVE_OUT_COMMAND`).
-    """
-    if store.exists(_legacy_key()):
-        raise KeyInStore(store.url, _legacy_key_message(store))
-
-
-def _check_or_record_fingerprint(store: Any, key: DeidKey) -> None:
-    from ..store import layout, records
-
-    fingerprint_key = layout.deid_key_fingerprint_key()
-    try:
-        recorded = records.read_record(store, fingerprint_key)
-    except MissingRecord:
-        record = records.key_fingerprint_record(key.fingerprint, label=FINGERPRINT_LABEL.decode("ascii"))
-        if store.create_json(fingerprint_key, record):
-            return
-        recorded = records.read_record(store, fingerprint_key)  # another first ingest won the race
-    if recorded.get("fingerprint") != key.fingerprint:
-        raise KeyMismatch(
-            store.url,
-            f"this store was de-identified with another key (fingerprint {str(recorded.get('fingerprint'))[:12]}…); "
-            f"the key from {key.origin} has fingerprint {key.fingerprint[:12]}…. Ingesting with it would give the "
-            "same patients a second set of pseudonyms, so nothing was written. Use the store's key "
-            f"(${settings.DEID_SECRET.name} or ${settings.DEID_KEY_FILE.name}).",
-        )
-
-
-def move_key_out_of_store(store: Any, path: Path | None = None) -> DeidKey:
-    """Move an old store's ``config/deid_secret`` to the user's key file; keep only its fingerprint.
-
-    The key file is created exclusively with mode 0600; if one already exists it must
-    hold the same key. Then the store's fingerprint is recorded and the key is deleted
-    from the store, so pseudonyms stay what they were.
-
-    Parameters
-    ----------
-    store : Store
-    path : Path, optional
-        The key file; default :func:`key_file_path`.
-
-    Returns
-    -------
-    DeidKey
-        The moved key (its origin is the key file).
-
-    Raises
-    ------
-    MissingRecord
-        If the store holds no ``config/deid_secret``.
-    KeyMismatch
-        If the key file already holds another key, or the store's fingerprint is another key's.
-    """
-    path = path or key_file_path()
-    old = DeidKey(check_secret(store.read_bytes(_legacy_key()).strip()), store.full_path(_legacy_key()))
-    if not create_key_file(path, old.secret):
-        existing = DeidKey(read_key_file(path), str(path))
-        if existing.fingerprint != old.fingerprint:
-            raise KeyMismatch(
-                path,
-                f"already holds another key (fingerprint {existing.fingerprint[:12]}…) than the store's "
-                f"({old.fingerprint[:12]}…); set IMAGING_DEID_KEY_FILE to another path to move the store's key there",
-            )
-    moved = DeidKey(old.secret, str(path))
-    _check_or_record_fingerprint(store, moved)  # before the store's copy goes: a mismatch keeps it
-    store.delete(_legacy_key())
-    return moved

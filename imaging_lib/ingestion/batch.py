@@ -36,7 +36,7 @@ again writes nothing: a de-identified SOP Instance UID already in the store is s
 
 The de-identification key comes from :func:`imaging_lib.deid.key.load_key` (never from
 the store); the store keeps only its fingerprint, and an ingest with another key is
-refused before anything is written (:func:`imaging_lib.deid.key.bind_key_to_store`).
+refused before anything is written (:mod:`imaging_lib.ingestion.key_binding`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from typing import Any, cast
 
 from ..deid import Pseudonymizer
 from ..deid.deidentify import deidentify
-from ..deid.key import DeidKey, bind_key_to_store, load_key, refuse_key_in_store
+from ..deid.key import DeidKey, load_key
 from ..errors import ImagingError, MissingRecord, UnexpectedFailure, UnreadableImage, UnsupportedImage
 from ..io.dicom import read_dicom_bytes
 from ..io.dicom_dataset import dataset_to_bytes, parse_dicom
@@ -63,6 +63,7 @@ from ..store import layout, records
 from ..store.objects import Store
 from ..volume import Volume
 from .inputs import Input, Skipped, Source, expand, is_upload, open_archive
+from .key_binding import bind_key_to_store, refuse_key_in_store
 
 __all__ = ["IngestSummary", "ingest"]
 
@@ -407,7 +408,8 @@ def ingest(
     ----------
     sources : path, URL, (name, bytes), or an iterable of them
         Local files or folders (searched recursively, hidden files skipped), zip
-        archives, ``gs://`` objects or prefixes, and in-memory uploads.
+        archives, ``gs://`` objects or prefixes, and in-memory uploads. An iterable is
+        consumed one source at a time (a generator may follow the store as it fills).
     store : Store or str, optional
         Destination; a URL or ``None`` (``$IMAGING_STORE`` or ``./data/store``) opens one.
     secret : bytes or str, optional

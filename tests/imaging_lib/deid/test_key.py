@@ -14,16 +14,10 @@ import pytest
 from imaging_lib import sample_data
 from imaging_lib.cli import main
 from imaging_lib.deid import Pseudonymizer
-from imaging_lib.deid.key import (
-    DeidKey,
-    bind_key_to_store,
-    create_key_file,
-    key_file_path,
-    load_key,
-    read_key_file,
-)
+from imaging_lib.deid.key import DeidKey, create_key_file, key_file_path, load_key, read_key_file
 from imaging_lib.errors import KeyFileUnsafe, KeyInStore, KeyMismatch
 from imaging_lib.ingestion import ingest
+from imaging_lib.ingestion.key_binding import bind_key_to_store
 from imaging_lib.store import layout
 from imaging_lib.store.objects import Store
 

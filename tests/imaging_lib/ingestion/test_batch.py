@@ -26,7 +26,7 @@ from imaging_lib.cli import main
 from imaging_lib.errors import ImagingError, KeyMismatch
 from imaging_lib.ingestion.batch import ingest
 from imaging_lib.io.dicom import read_dicom_bytes
-from imaging_lib.limits import MAX_ZIP_MEMBERS
+from imaging_lib.limits import MAX_FILE_BYTES, MAX_ZIP_MEMBERS
 from imaging_lib.store import layout
 from imaging_lib.store.objects import Store
 from support.bombs import MIB, nested_zip, rle_zero_frame, zip_of_zeros
@@ -422,3 +422,15 @@ def test_a_3_mib_rle_file_peaks_within_3x_its_decoded_series(tmp_path):
     growth, series = map(int, done.stdout.split())
     assert series >= 200 * MIB  # 400 frames of 512 x 512 decoded
     assert growth <= 3 * series, (growth / MIB, series / MIB)
+
+
+def test_a_file_over_the_read_limit_is_refused_before_it_is_read(tmp_path):
+    huge = tmp_path / "huge.dcm"
+    with open(huge, "wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    tracemalloc.start()
+    summary = ingest(huge, tmp_path / "s", secret=SECRET, progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [(q["source"], q["error"]) for q in summary.quarantined] == [(str(huge), "ImageTooLarge")]
+    assert peak < 64 * MIB
