@@ -1,4 +1,4 @@
-"""The ``imaging-lab`` command: ingest, run, report, labels, export, dashboard, demo, hub, info.
+"""The ``imaging-lab`` command: ingest, run, report, labels, export, dashboard, demo, hub, key, info.
 
 Each subcommand parses its arguments here and calls one library function; the work
 itself lives in the library modules so notebooks and dashboards call the same code.
@@ -48,6 +48,26 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     summary = ingest(args.paths, store, allow_burned_in=args.allow_burned_in, progress=True)
     print(f"{summary}\nstore: {store.url}")
     return 1 if summary.quarantined else 0
+
+
+def _cmd_key(args: argparse.Namespace) -> int:
+    from .deid.key import key_file_path, load_key
+    from .ingestion.key_binding import move_key_out_of_store
+    from .store import Store
+
+    if args.action == "move-out-of-store":
+        store = Store(args.store)
+        key = move_key_out_of_store(store)
+        print(f"moved the key of {store.url} to {key.origin} (mode 0600); the store keeps only its fingerprint")
+        print(f"fingerprint {key.fingerprint}")
+        return 0
+    try:
+        key = load_key(create=args.action == "create")
+    except FileNotFoundError:
+        print(f"no key file yet at {key_file_path()}: the first ingest creates it (or `imaging-lab key create`)")
+        return 1
+    print(f"key from {key.origin}\nfingerprint {key.fingerprint}\nkey file {key_file_path()}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -265,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to bind (default 127.0.0.1; requests must name it or an allowed host)",
     )
     dashboard.set_defaults(func=_cmd_dashboard)
+
+    key = commands.add_parser(
+        "key",
+        help="show the de-identification key's origin and fingerprint, create it, or move it out of an old store",
+        parents=[store],
+    )
+    key.add_argument(
+        "action",
+        choices=["show", "create", "move-out-of-store"],
+        help="show: where the key comes from and its fingerprint (never the key); create: make the key file if "
+        "missing; move-out-of-store: move an old store's config/deid_secret to your key file",
+    )
+    key.set_defaults(func=_cmd_key)
 
     demo = commands.add_parser(
         "demo",

@@ -31,6 +31,9 @@ __all__ = [
     "InvalidModelSpec",
     "InvalidSeed",
     "KeyExists",
+    "KeyFileUnsafe",
+    "KeyInStore",
+    "KeyMismatch",
     "MaskGeometryMismatch",
     "MissingDependency",
     "MissingRecord",
@@ -44,8 +47,10 @@ __all__ = [
     "SampleDataMissing",
     "SignInExpired",
     "StaleLabelVersion",
+    "UnexpectedFailure",
     "UnreadableImage",
     "UnreadableRecord",
+    "UnsafeArchive",
     "UnsupportedImage",
 ]
 
@@ -87,7 +92,28 @@ class InconsistentSeries(ImagingError):
 
 
 class ImageTooLarge(ImagingError):
-    """The header declares more pixel data than the configured size limit allows."""
+    """The header declares more pixel data than the configured size limit allows.
+
+    Also raised when compressed data (a gzip or deflate stream, an RLE or JPEG frame)
+    would decompress to more than its header declares or a limit allows: the bytes are
+    checked as they arrive, so the refusal costs no more memory than the limit.
+    """
+
+
+class UnsafeArchive(ImagingError):
+    """A zip archive is nested too deep, holds too many members, or declares too many bytes.
+
+    See :data:`imaging_lib.limits.MAX_ZIP_DEPTH`, :data:`~imaging_lib.limits.MAX_ZIP_MEMBERS`
+    and :data:`~imaging_lib.limits.MAX_ZIP_INFLATED_BYTES`. Nothing of it is inflated.
+    """
+
+
+class UnexpectedFailure(ImagingError):
+    """A reader or the de-identifier failed in a way the library has no typed error for.
+
+    This is a bug to report (the reason names the exception). Ingest records the file as
+    quarantined with this error and goes on with the batch.
+    """
 
 
 class InvalidGeometry(ImagingError):
@@ -112,6 +138,26 @@ class SampleDataMissing(ImagingError):
 
 class ReportFailed(ImagingError):
     """A report could not be produced: bad parameters, a failing notebook cell, or its export."""
+
+
+class KeyFileUnsafe(ImagingError):
+    """The de-identification key file may be read by others, is not a regular file, or is too short."""
+
+
+class KeyMismatch(ImagingError):
+    """The store was de-identified with another key: its key fingerprint differs.
+
+    Ingesting with a second key would give the same patients a second set of pseudonyms
+    and UIDs, so nothing is written.
+    """
+
+
+class KeyInStore(ImagingError):
+    """The store holds a de-identification key (``config/deid_secret``, from older versions).
+
+    Whoever can read the store could re-identify patients with it. It must be moved out of
+    the store (``imaging-lab key move-out-of-store``) before the store is used again.
+    """
 
 
 class InsecureServing(ImagingError):

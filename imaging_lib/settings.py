@@ -25,6 +25,7 @@ __all__ = [
     "DASK_WORKER_CORES",
     "DASK_WORKER_GPUS",
     "DASK_WORKER_MEMORY_GIB",
+    "DEID_KEY_FILE",
     "DEID_SECRET",
     "DICOMWEB_PASSWORD",
     "DICOMWEB_TOKEN",
@@ -73,7 +74,15 @@ DASK_GATEWAY_TOKEN = Setting(
     None,
     "the Hub API token of the dask-gateway service, shared by the Hub and the gateway (environment only)",
 )
-DEID_SECRET = Setting("IMAGING_DEID_SECRET", None, "de-identification key (at least 16 bytes)")
+DEID_SECRET = Setting(
+    "IMAGING_DEID_SECRET", None, "de-identification key (at least 16 bytes); unset: the key file below"
+)
+DEID_KEY_FILE = Setting(
+    "IMAGING_DEID_KEY_FILE",
+    None,
+    "de-identification key file (mode 0600, created on first use); unset: imaging-lab/deid.key in the user's "
+    "configuration folder ($XDG_CONFIG_HOME, ~/.config)",
+)
 DASHBOARD_TOKEN = Setting(
     "IMAGING_DASHBOARD_TOKEN", None, "token of the dashboards; unset or empty: a random one is made and printed once"
 )
@@ -135,6 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
     DASK_ADAPT_MAX,
     DASK_GATEWAY_TOKEN,
     DEID_SECRET,
+    DEID_KEY_FILE,
     DASHBOARD_TOKEN,
     DASHBOARD_ALLOWED_HOSTS,
     DASHBOARD_MAX_KERNELS,

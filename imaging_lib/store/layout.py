@@ -12,6 +12,7 @@ The layout::
     records/exports/<study_uid>/<export_id>.json     DICOM objects exported, and where to
     records/jobs/<job_id>.json                       state of a job
     records/quarantine/<name>.json                   why an input was refused
+    config/deid_key_fingerprint.json                 fingerprint of the de-identification key
     explanations/<study_uid>/<model_id>.nii.gz       LIME heat map on the study's geometry
     segmentations/<study_uid>/<seg_id>.nii.gz        masks
     labels/<study_uid>/<mask_sha256>.nii.gz          label masks, addressed by their voxels' SHA-256
@@ -32,6 +33,7 @@ __all__ = [
     "JOB_RECORDS",
     "KEY_PATTERNS",
     "LABEL_RECORDS",
+    "LEGACY_DEID_SECRET_KEY",
     "QUARANTINE_RECORDS",
     "RECORD_KINDS",
     "REPORT_RECORDS",
@@ -41,6 +43,7 @@ __all__ = [
     "KeyPattern",
     "ParsedKey",
     "build",
+    "deid_key_fingerprint_key",
     "explanation_key",
     "export_record_key",
     "job_record_key",
@@ -131,6 +134,8 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern("export_record", "records/exports/{study_uid}/{export_id}.json"),
     KeyPattern("job_record", "records/jobs/{job_id}.json"),
     KeyPattern("quarantine_record", "records/quarantine/{name}.json"),
+    KeyPattern("deid_key_fingerprint_record", "config/deid_key_fingerprint.json"),
+    KeyPattern("legacy_deid_secret", "config/deid_secret"),
     KeyPattern("explanation", "explanations/{study_uid}/{model_id}.nii.gz"),
     KeyPattern("segmentation", "segmentations/{study_uid}/{seg_id}.nii.gz"),
     KeyPattern("label_mask", "labels/{study_uid}/{mask_sha256}.nii.gz"),
@@ -239,6 +244,8 @@ LABEL_RECORDS = _BY_KIND["label_record"].prefix
 EXPORT_RECORDS = _BY_KIND["export_record"].prefix
 JOB_RECORDS = _BY_KIND["job_record"].prefix
 QUARANTINE_RECORDS = _BY_KIND["quarantine_record"].prefix
+LEGACY_DEID_SECRET_KEY = build("legacy_deid_secret")
+"""Where versions before the key file kept the de-identification key, inside the store (refused now)."""
 
 
 def raw_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -319,3 +326,8 @@ def report_key(study_uid: str, report_name: str, extension: str) -> str:
 def report_prefix(study_uid: str) -> str:
     """Prefix of the report files of one study (or ``"cohort"``)."""
     return prefix("report", study_uid=study_uid)
+
+
+def deid_key_fingerprint_key() -> str:
+    """Key of the record holding the fingerprint of the store's de-identification key."""
+    return build("deid_key_fingerprint_record")

@@ -411,10 +411,15 @@ class Store:
 
     # ------------------------------------------------------------------ volumes
     def write_volume(self, key: str, volume: Volume) -> None:
-        """Write a volume as gzipped NIfTI to ``key`` (which should end in ``.nii.gz``)."""
-        from ..io.nifti import nifti_to_bytes
+        """Write a volume as gzipped NIfTI to ``key`` (which should end in ``.nii.gz``).
 
-        self.write_bytes(key, nifti_to_bytes(volume, compress=True))
+        The voxels stream through gzip into the store's writer, so no uncompressed copy
+        of the volume is made.
+        """
+        from ..io.nifti import write_nifti_stream
+
+        with self.open_write(key) as handle:
+            write_nifti_stream(volume, handle, compress=True)
 
     def read_volume(self, key: str) -> Volume:
         """Read a NIfTI volume stored at ``key``, with what its study record keeps of its header.

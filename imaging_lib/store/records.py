@@ -32,6 +32,7 @@ __all__ = [
     "current_user",
     "export_record",
     "job_record",
+    "key_fingerprint_record",
     "label_mask_entry",
     "label_record",
     "merge_series",
@@ -558,6 +559,19 @@ def quarantine_record(*, error: str, reason: str, content_digest: str | None, si
         "size": size,
         "provenance": provenance(),
     }
+
+
+def key_fingerprint_record(fingerprint: str, *, label: str) -> Record:
+    """The fingerprint of the key a store is de-identified with (never the key itself).
+
+    Parameters
+    ----------
+    fingerprint : str
+        HMAC-SHA256 of ``label`` under the key, in hex (:attr:`imaging_lib.deid.key.DeidKey.fingerprint`).
+    label : str
+        The fixed message whose HMAC is the fingerprint.
+    """
+    return {"algorithm": "HMAC-SHA256", "label": label, "fingerprint": fingerprint, "provenance": provenance()}
 
 
 # ---------------------------------------------------------------------------- reading

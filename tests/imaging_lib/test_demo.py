@@ -8,9 +8,11 @@ prints the dashboards' URL with its token, serves them, and stops cleanly on SIG
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import signal
+import stat
 import subprocess
 import sys
 
@@ -32,13 +34,23 @@ def _command(store: Store, scheduler: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "imaging_lib.cli", "demo", "--store", store.url, "--scheduler", scheduler, *args]
 
 
-def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_dask_client, capsys):
+def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_dask_client, capsys, monkeypatch):
     store = Store(tmp_path / "store")
     scheduler = local_dask_client.scheduler.address
+    key_file = tmp_path / "config" / "imaging-lab" / "deid.key"  # no set-up: the demo makes the user's key
+    environment = {**os.environ, "IMAGING_DEID_KEY_FILE": str(key_file)}
+    environment.pop("IMAGING_DEID_SECRET", None)
     first = subprocess.run(
-        _command(store, scheduler, "--no-serve"), capture_output=True, text=True, timeout=900, check=False
+        _command(store, scheduler, "--no-serve"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env=environment,
     )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_bytes().strip().decode()
 
     catalog = Catalog(store)
     studies, results = catalog.studies(), catalog.results()
@@ -65,6 +77,8 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
     # the library itself prints nothing: it reports through its callbacks and its outcome
     capsys.readouterr()
     heard: list[object] = []
+    monkeypatch.setenv("IMAGING_DEID_KEY_FILE", str(key_file))  # the user's key the command made
+    monkeypatch.delenv("IMAGING_DEID_SECRET", raising=False)
     again = prepare_demo(store, local_dask_client, on_ingested=heard.append, on_job=heard.append)
     assert capsys.readouterr().out == ""
     assert heard[0] is again.ingest and len(again.ingest.skipped) == len(sample_sources())
@@ -74,7 +88,11 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
 
     port = free_port()
     second = subprocess.Popen(
-        _command(store, scheduler, "--port", str(port)), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        _command(store, scheduler, "--port", str(port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=environment,
     )
     try:
         printed = []
@@ -94,8 +112,10 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
         assert requests.get(f"{base}voila/render/studies.ipynb", params={"token": token}, timeout=120).ok
         anonymous = requests.get(f"{base}voila/render/studies.ipynb", allow_redirects=False, timeout=30)
         assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
-        voila = [p for p in psutil.Process(second.pid).children(recursive=True) if "voila" in " ".join(p.cmdline())]
+        started = psutil.Process(second.pid).children(recursive=True)
+        voila = [p for p in started if "voila" in " ".join(p.cmdline())]
         assert voila
+        assert not [p for p in [psutil.Process(second.pid), *started] if key in " ".join(p.cmdline())]  # not in argv
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)

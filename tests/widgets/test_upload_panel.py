@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from imaging_lib.ingestion.batch import IngestSummary
+from imaging_lib.ingestion.batch import IngestSummary, ingest
 from imaging_lib.limits import UPLOAD_LIMIT_BYTES
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.objects import Store
@@ -33,6 +33,18 @@ def test_summary_lists_quarantined_files_with_the_reason_and_escapes_names():
     html = summary_html(summary)
     assert "Ingested <b>3</b>" in html and "2.25.1" in html and "a.dcm" not in html
     assert "&lt;b&gt;bad&lt;/b&gt;.dcm" in html and "UnreadableImage" in html and "not DICOM" in html
+
+
+def test_a_zip_with_hidden_members_and_stored_files_is_summarised(tmp_path, brain_files):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.write(brain_files[0], "scan/a.dcm")
+        bundle.writestr("scan/.DS_Store", b"junk")
+    store = Store(tmp_path / "store")
+    ingest(("first.zip", archive.getvalue()), store, progress=False)
+    summary = ingest(("again.zip", archive.getvalue()), store, progress=False)
+    html = summary_html(summary)
+    assert "already in the store" in html and "hidden file" in html and ">-</td>" in html
 
 
 def test_a_drop_over_the_limit_is_refused_before_ingest():

@@ -238,7 +238,8 @@ def predicted_source(tmp_path_factory):
 def predicted(predicted_source, tmp_path):
     """(store, brain study UID, CT study UID): the predicted brain MR and an unpredicted CT, fresh per test."""
     store = copy_store(predicted_source[0], Store(tmp_path / "store"))
-    summary = ingest([sample_data.pydicom_file("CT_small.dcm")], store, secret=SECRET, progress=False)
+    # the session's key, as the brain series was: a store refuses a second key
+    summary = ingest([sample_data.pydicom_file("CT_small.dcm")], store, progress=False)
     return store, predicted_source[1], summary.ingested[0]["study_uid"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -218,3 +219,26 @@ def test_full_path_names_the_object():
     assert store.full_path("a/b.json") == "memory://full-path-test/a/b.json"
     gcs = Store("gs://bucket/prefix/")
     assert gcs.url == "gs://bucket/prefix"
+
+
+@pytest.mark.parametrize("url", ["local", "memory"])
+def test_create_is_exclusive_and_one_of_many_racing_writers_wins(url, tmp_path):
+    # GCS enforces the same with ifGenerationMatch=0; gcp-storage-emulator ignores that precondition.
+    store = Store(tmp_path / "store") if url == "local" else Store(f"memory://create-{os.getpid()}-{id(tmp_path)}")
+    wins: list[int] = []
+
+    def create(n: int) -> None:
+        with contextlib.suppress(KeyExists):
+            store.create_bytes("config/once.json", str(n).encode() * 1000)
+            wins.append(n)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wins) == 1
+    assert store.read_bytes("config/once.json") == str(wins[0]).encode() * 1000
+    with pytest.raises(KeyExists):
+        store.create_json("config/once.json", {"other": True})
+    assert store.list() == ["config/once.json"]  # no temporary file left behind
