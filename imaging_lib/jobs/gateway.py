@@ -21,6 +21,7 @@ Failures are typed: no address or an unreachable gateway is
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -182,6 +183,20 @@ def gateway_cluster(
         else:
             cluster = gateway.new_cluster(shutdown_on_close=False, **options.cluster_options())
         cluster.adapt(minimum=options.adapt_minimum, maximum=options.adapt_maximum)
-    except Exception as exc:  # the Gateway closes itself when collected (a second close() would raise)
+    except Exception as exc:
+        _discard(gateway)
         raise _failure(address, exc) from exc
     return cluster
+
+
+def _discard(gateway: Any) -> None:
+    """Close a gateway client that failed, now.
+
+    Left to the garbage collector, its ``__del__`` closes it whenever collection happens to
+    run, for instance while a Dask client starts in the same thread: both take distributed's
+    class-wide LoopRunner lock, and the thread deadlocks. A second ``close()`` raises, so its
+    loop runner is dropped once closed and ``__del__`` has nothing left to do.
+    """
+    with contextlib.suppress(Exception):
+        gateway.close()
+    vars(gateway).pop("_loop_runner", None)
