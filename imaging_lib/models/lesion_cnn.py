@@ -93,8 +93,11 @@ def fold_batch_norm(model: LesionCNN) -> LesionCNN:
     target_convs = [m for m in folded.features if isinstance(m, nn.Conv2d)]
     with torch.no_grad():
         for conv, norm, target in zip(convs, norms, target_convs, strict=True):
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            mean, var, bias, target_bias = norm.running_mean, norm.running_var, conv.bias, target.bias
+            if mean is None or var is None or bias is None or target_bias is None:
+                raise ValueError("folding needs batch norms that track running statistics and biased convolutions")
+            scale = norm.weight / torch.sqrt(var + norm.eps)
             target.weight.copy_(conv.weight * scale[:, None, None, None])
-            target.bias.copy_((conv.bias - norm.running_mean) * scale + norm.bias)
+            target_bias.copy_((bias - mean) * scale + norm.bias)
         folded.head.load_state_dict(model.head.state_dict())
     return folded.eval()
