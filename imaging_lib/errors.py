@@ -21,16 +21,20 @@ __all__ = [
     "InvalidModelOutput",
     "InvalidModelSpec",
     "InvalidSeed",
+    "InvalidTrainingSet",
     "KeyExists",
     "MaskGeometryMismatch",
     "MissingDependency",
     "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
+    "NotAllowed",
     "RegionTooLarge",
     "ReportFailed",
     "SampleDataMissing",
     "StaleLabelVersion",
+    "TrainingDiverged",
+    "TrainingError",
     "UnreadableImage",
     "UnsupportedImage",
 ]
@@ -193,3 +197,19 @@ class InvalidModelSpec(ModelError):
 
 class InvalidModelOutput(ModelError):
     """The model returned the wrong number of classes, the wrong shape, or NaN/inf."""
+
+
+class NotAllowed(ImagingError):
+    """The user's role does not allow the action (promoting a model needs ``admin``; training, ``researcher``)."""
+
+
+class TrainingError(ImagingError):
+    """Base class of the errors a training trial records in its job record."""
+
+
+class InvalidTrainingSet(TrainingError):
+    """The reviewed labels cannot train a model: none, one class only, a label naming a missing study or volume."""
+
+
+class TrainingDiverged(TrainingError):
+    """The loss became NaN or infinite; the trial stops and registers nothing."""

@@ -17,6 +17,9 @@ __all__ = [
     "MODEL_SPEC_MAX_BYTES",
     "MODEL_WEIGHTS_MAX_BYTES",
     "SECRET_MIN_BYTES",
+    "TRAINING_MAX_EPOCHS",
+    "TRAINING_MAX_INPUT_BYTES",
+    "TRAINING_MAX_TRIALS",
     "UPLOAD_LIMIT_BYTES",
     "WEBSOCKET_MAX_MESSAGE_SIZE",
 ]
@@ -60,3 +63,12 @@ MAX_LABEL_COMMENT_CHARS = 4000
 
 MAX_LABEL_TEXT_CHARS = 64
 """Longest tool name of a label version (characters)."""
+
+TRAINING_MAX_EPOCHS = 1000
+"""Most epochs one training trial may run."""
+
+TRAINING_MAX_TRIALS = 64
+"""Most trials one sweep may have (each is a Dask task)."""
+
+TRAINING_MAX_INPUT_BYTES = 4 * 1024**3
+"""Most bytes of preprocessed slices one trial may hold (checked before they are loaded): 4 GiB."""

@@ -87,7 +87,7 @@ class JobMonitor(ipywidgets.VBox):
     ----------
     store : imaging_lib.store.Store
     model_uri : str, optional
-        Model of the batches started here; default the demo model.
+        Model of the batches started here; default the store's default model.
     client : distributed.Client, optional
         Where batches run; default :func:`imaging_lib.jobs.get_client`, made on the first batch.
     params : mapping, optional
@@ -197,16 +197,13 @@ class JobMonitor(ipywidgets.VBox):
             The job, or None when every study has a result.
         """
         from imaging_lib.jobs import run_batch
-        from imaging_lib.models import DEMO_MODEL_URI
 
         self.refresh()
         if not self.missing:
             return None
         self.run_button.disabled = True
         self.progress_area.children = [ipywidgets.HTML("<i>Starting the batch…</i>")]
-        self.job = run_batch(
-            self.missing, self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params
-        )
+        self.job = run_batch(self.missing, self.store, self.model_uri, self._client, params=self.params)
         self.refresh()
         self.table.selected = self.job.job_id
         return self.job

@@ -78,7 +78,7 @@ class UploadPanel(ipywidgets.VBox):
     store : imaging_lib.store.Store
         Where uploads are stored.
     model_uri : str, optional
-        Model of the batch started after an upload; default the demo model.
+        Model of the batch started after an upload; default the store's default model.
     client : distributed.Client, optional
         Where the batch runs; default :func:`imaging_lib.jobs.get_client` (created at
         the first upload, not on page load).
@@ -142,13 +142,10 @@ class UploadPanel(ipywidgets.VBox):
     def start_batch(self, study_uids: Sequence[str]) -> Any:
         """Start the prediction batch on ``study_uids`` and follow it below the summary."""
         from imaging_lib.jobs import run_batch
-        from imaging_lib.models import DEMO_MODEL_URI
 
         from .job_progress import JobProgress
 
         self.job_area.children = [ipywidgets.HTML("<i>Starting the analysis…</i>")]
-        self.job = run_batch(
-            list(study_uids), self.store, self.model_uri or DEMO_MODEL_URI, self._client, params=self.params
-        )
+        self.job = run_batch(list(study_uids), self.store, self.model_uri, self._client, params=self.params)
         self.job_area.children = [ipywidgets.HTML("<h4>Analysis</h4>"), JobProgress(self.job)]
         return self.job

@@ -2,13 +2,15 @@
 
 :func:`get_client` gives the cluster (:mod:`~imaging_lib.jobs.cluster`), :func:`run_tasks`
 runs one task per item and keeps its :class:`Job` record current
-(:mod:`~imaging_lib.jobs.runner`), and :func:`run_batch` predicts and explains studies
-(:mod:`~imaging_lib.jobs.batch`).
+(:mod:`~imaging_lib.jobs.runner`), :func:`run_batch` predicts and explains studies
+(:mod:`~imaging_lib.jobs.batch`), and :func:`run_training` trains models, one trial per
+task (:mod:`~imaging_lib.jobs.training`).
 """
 
 from .batch import DEFAULT_PARAMS, pipeline_params, process_study, resolve_study_uids, run_batch, studies_with_result
 from .cluster import SCHEDULER_ENV, get_client, start_local_cluster
 from .runner import ITEM_STATES, TRANSIENT_ERRORS, Job, JobView, follow_with_progress_bar, run_tasks
+from .training import TrainingJob, cancel_training, follow_training, run_training
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -17,6 +19,9 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "Job",
     "JobView",
+    "TrainingJob",
+    "cancel_training",
+    "follow_training",
     "follow_with_progress_bar",
     "get_client",
     "pipeline_params",
@@ -24,6 +29,7 @@ __all__ = [
     "resolve_study_uids",
     "run_batch",
     "run_tasks",
+    "run_training",
     "start_local_cluster",
     "studies_with_result",
 ]

