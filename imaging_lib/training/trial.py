@@ -127,7 +127,7 @@ def _train_epoch(
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 where,
-                f"the loss became {float(loss)} in batch {batch + 1}: lower the learning rate "
+                f"the loss became {float(loss.detach())} in batch {batch + 1}: lower the learning rate "
                 f"({params.learning_rate}) or check the inputs",
             )
         optimiser.zero_grad()

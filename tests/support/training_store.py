@@ -23,7 +23,7 @@ from imaging_lib.store.labels import save_label_version
 from imaging_lib.store.objects import Store
 from imaging_lib.volume import Volume
 
-__all__ = ["TEST_PARAMS", "build_training_store", "slabs"]
+__all__ = ["TEST_PARAMS", "build_demo_labelled_store", "build_training_store", "slabs"]
 
 #: Training parameters that keep a trial to a second or two on this machine.
 TEST_PARAMS = {
@@ -89,3 +89,20 @@ def build_training_store(store: Store, *, studies: int = 12, lesion_every: int =
             )
         labels[uid] = "no_lesion" if mask is None else "lesion"
     return labels
+
+
+def build_demo_labelled_store(store: Store) -> dict[str, str]:
+    """What ``make demo`` ingests and labels (four real studies, three synthetic-lesion ones), without the batch.
+
+    Returns
+    -------
+    dict
+        Study UID -> the label saved (``lesion`` / ``no_lesion``).
+    """
+    from imaging_lib.demo import sample_sources
+    from imaging_lib.demo_data import label_demo_studies, synthetic_lesion_studies
+
+    healthy, synthetic = sample_sources(), synthetic_lesion_studies()
+    summary = ingest([*healthy, *(upload for study in synthetic for upload in study.uploads)], store, progress=False)
+    assert not summary.quarantined, summary.quarantined
+    return label_demo_studies(store, summary, healthy, synthetic)
