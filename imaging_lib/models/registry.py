@@ -1,7 +1,8 @@
 """The model registry of a store: registered models, their records, and the store's default model.
 
 A registered model lives in the store as two files, ``models/<model_id>/model.json`` (its
-spec, with the decision rule and the weights' SHA-256) and ``model.pt`` (a state dict), and
+spec, with the decision rule and the weights' SHA-256) and its weights beside it (a state
+dict, ``model.pt`` for trained models; a shipped model keeps its file name and so its id), and
 one record, ``records/models/<model_id>.json`` (:func:`imaging_lib.store.model_records.model_record`:
 metrics, ROC points, splits, lineage, card). The record pins the model's checksum, and a
 registered model is only ever loaded through :func:`load_registered_model`, which builds
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KeyExists, MissingRecord, ModelChecksumMismatch
+from ..errors import InvalidModelSpec, KeyExists, MissingRecord, ModelChecksumMismatch
 from ..store import layout, model_records, records
 from .card import model_card
 from .loading import DEMO_MODEL_URI, LoadedModel, load_model, read_model_files
@@ -184,15 +185,22 @@ def load_registered_model(store: Store, model_id: str) -> LoadedModel:
     return model
 
 
-def _write_model_files(store: Store, spec: ModelSpec, weights: bytes) -> tuple[str, str]:
-    """Write a model's weights and spec (weights first) and return ``(model_id, checksum)``."""
+def _write_model_files(store: Store, spec: ModelSpec, weights: bytes) -> tuple[str, str, str]:
+    """Write a model's weights and spec (weights first); return ``(model_id, checksum, weights key)``.
+
+    The weights keep their file name (it is part of the spec, so of the checksum): a
+    shipped model copied into the store keeps its id.
+    """
+    if "/" in spec.weights or spec.weights == layout.MODEL_SPEC_FILE:
+        raise InvalidModelSpec(spec.name, f"a registered model's weights are one file beside its spec, not {spec.weights!r}")
     sha256 = sha256_hex(weights)
-    stored = ModelSpec.from_dict({**spec.to_dict(), "weights": layout.MODEL_WEIGHTS_FILE, "sha256": sha256})
+    stored = ModelSpec.from_dict({**spec.to_dict(), "sha256": sha256})
     checksum = model_checksum(stored, sha256)
     model_id = f"{stored.name}-{checksum[:12]}"
-    store.write_bytes(layout.model_file_key(model_id, layout.MODEL_WEIGHTS_FILE), weights)
+    weights_key = layout.model_file_key(model_id, stored.weights)
+    store.write_bytes(weights_key, weights)
     store.write_json(layout.model_file_key(model_id, layout.MODEL_SPEC_FILE), stored.to_dict())
-    return model_id, checksum
+    return model_id, checksum, weights_key
 
 
 def register_model(
@@ -219,7 +227,8 @@ def register_model(
     ----------
     store : Store
     spec : ModelSpec
-        Its spec; ``weights`` and ``sha256`` are replaced by the stored file's.
+        Its spec; ``weights`` names one file (kept as the file name in the store), and
+        ``sha256`` is replaced by the stored file's.
     weights : bytes
         A torch state dict (``torch.save``).
     metrics, lineage, roc, data, training : mapping
@@ -237,14 +246,14 @@ def register_model(
     InvalidModelSpec, InvalidModelOutput
         If the weights do not load into the spec's architecture.
     """
-    model_id, checksum = _write_model_files(store, spec, weights)
+    model_id, checksum, weights_key = _write_model_files(store, spec, weights)
     loaded = load_model(model_uri(store, model_id), checksum)
     key = layout.model_record_key(model_id)
     fields: dict[str, Any] = {
         "name": loaded.spec.name,
         "model_checksum": checksum,
         "spec_key": layout.model_file_key(model_id, layout.MODEL_SPEC_FILE),
-        "weights_key": layout.model_file_key(model_id, layout.MODEL_WEIGHTS_FILE),
+        "weights_key": weights_key,
         "architecture": {"name": loaded.spec.architecture, "params": loaded.spec.architecture_params},
         "decision": loaded.spec.decision_rule.to_dict(),
         "metrics": dict(metrics),

@@ -35,6 +35,7 @@ from torch import nn
 from ..errors import TrainingDiverged, TrainingError
 from ..models.builders import builder
 from ..models.spec import ModelSpec
+from ..store import layout
 from .control import cancellation
 from .data import TrainingData, load_training_data
 from .evaluate import positive_probabilities, to_model_batch
@@ -194,7 +195,7 @@ def _spec(params: TrainingParams) -> ModelSpec:
     return ModelSpec(
         name=params.name,
         format="state_dict",
-        weights="model.pt",
+        weights=layout.MODEL_WEIGHTS_FILE,
         input_size=params.input_size,
         channels=3,
         class_names=CLASS_NAMES,
