@@ -18,6 +18,8 @@ import pytest
 import requests
 
 from imaging_lib.demo import sample_sources, studies_summary
+from imaging_lib.demo_data import synthetic_lesion_studies
+from imaging_lib.models.registry import default_model
 from imaging_lib.store import layout
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.objects import Store
@@ -40,11 +42,19 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
 
     catalog = Catalog(store)
     studies, results = catalog.studies(), catalog.results()
-    assert len(studies) == 4  # the brain series, sample_image.nii.gz, CT_small, MR_small
+    # the brain series, sample_image.nii.gz, CT_small, MR_small, and a lesion copy of the first three
+    assert len(studies) == 7
     assert sorted(tuple(shape) for shape in studies["shape"]) == sorted(
-        [(256, 256, 20), (161, 191, 151), (128, 128, 1), (64, 64, 1)]
+        [(256, 256, 20), (161, 191, 151), (128, 128, 1), (64, 64, 1), (256, 256, 20), (161, 191, 151), (128, 128, 1)]
     )
+    assert sorted(studies["study_label"]) == ["lesion"] * 3 + ["no_lesion"] * 4  # the known truth, as labels
     assert set(results["study_uid"]) == set(studies["study_uid"])
+    default = default_model(store)  # the shipped model, registered in the store and promoted; no training
+    assert default.model_id is not None and set(results["model_id"]) == {default.model_id}
+    truth = dict(zip(studies["study_uid"], studies["study_label"], strict=True))
+    hits = {uid: label for uid, label in zip(results["study_uid"], results["label"], strict=True)}
+    assert all(hits[uid] == "lesion" for uid, label in truth.items() if label == "lesion")
+    assert sum(hits[uid] == "lesion" for uid, label in truth.items() if label == "no_lesion") <= 1
     assert all(store.exists(key) for key in results["explanation_key"])
     for study_uid in studies["study_uid"]:
         folder = posixpath.dirname(layout.report_key(study_uid, "report", "html")) + "/"
@@ -54,7 +64,7 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
     # the study table (shapes, spacings, modalities, predictions) is printed before serving
     assert studies_summary(store) in first.stdout
     assert "256x256x20" in first.stdout and "0.859 x 0.859 x 7" in first.stdout
-    assert "4 studies, 0 failure(s)" in first.stdout
+    assert "7 studies, 0 failure(s)" in first.stdout
 
     port = free_port()
     second = subprocess.Popen(
@@ -80,9 +90,10 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
         second.wait(60)
     assert second.returncode == 0
     assert not [p for p in voila if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert f"skipped {len(sample_sources())} already stored" in "".join(printed)
+    files = len(sample_sources()) + sum(len(study.uploads) for study in synthetic_lesion_studies())
+    assert f"skipped {files} already stored" in "".join(printed)
     jobs = Catalog(store).jobs()
     batches = jobs[jobs["kind"] == "batch"].sort_values("created_at")
     assert len(batches) == 2
-    assert batches.iloc[-1]["counts.skipped"] == 4 and batches.iloc[-1]["counts.done"] == 0  # nothing recomputed
+    assert batches.iloc[-1]["counts.skipped"] == 7 and batches.iloc[-1]["counts.done"] == 0  # nothing recomputed
     assert len(Catalog(store).results()) == len(results)
