@@ -192,7 +192,9 @@ def _write_model_files(store: Store, spec: ModelSpec, weights: bytes) -> tuple[s
     shipped model copied into the store keeps its id.
     """
     if "/" in spec.weights or spec.weights == layout.MODEL_SPEC_FILE:
-        raise InvalidModelSpec(spec.name, f"a registered model's weights are one file beside its spec, not {spec.weights!r}")
+        raise InvalidModelSpec(
+            spec.name, f"a registered model's weights are one file beside its spec, not {spec.weights!r}"
+        )
     sha256 = sha256_hex(weights)
     stored = ModelSpec.from_dict({**spec.to_dict(), "sha256": sha256})
     checksum = model_checksum(stored, sha256)

@@ -31,7 +31,12 @@ from support.training_store import TEST_PARAMS, build_training_store
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 #: Epochs of a few tenths of a second on one worker thread, so a test sees them go by.
-SLOW = {**TEST_PARAMS, "input_size": [160, 160], "architecture_params": {"width": 16, "num_classes": 2}, "batch_size": 8}
+SLOW = {
+    **TEST_PARAMS,
+    "input_size": [160, 160],
+    "architecture_params": {"width": 16, "num_classes": 2},
+    "batch_size": 8,
+}
 
 
 @pytest.fixture
@@ -190,7 +195,9 @@ def _break(store: Store, how: str) -> dict:
         ("nan loss", "TrainingDiverged", "the loss became nan"),
     ],
 )
-def test_bad_input_ends_in_a_clear_error_and_the_registry_is_untouched(local_dask_client, store, how, error_type, message):
+def test_bad_input_ends_in_a_clear_error_and_the_registry_is_untouched(
+    local_dask_client, store, how, error_type, message
+):
     if how == "nan loss":
         local_dask_client.run(register_builder, "nan_net_for_job_tests", nan_builder())
     ensure_default_model(store)

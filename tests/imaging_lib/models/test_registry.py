@@ -87,7 +87,9 @@ def test_the_record_cannot_point_the_loader_elsewhere(store):
 def test_promotion_makes_the_default_and_keeps_the_history(store):
     assert default_model(store).uri == DEMO_MODEL_URI and default_model(store).model_id is None
     first = ensure_default_model(store, user="ada")
-    assert first.model_id == load_model(DEMO_MODEL_URI).model_id and first.promotion["provenance"]["created_by"] == "ada"
+    assert (
+        first.model_id == load_model(DEMO_MODEL_URI).model_id and first.promotion["provenance"]["created_by"] == "ada"
+    )
     assert ensure_default_model(store) == first  # a store with a default is left alone
     again = promote(store, first.model_id, user="bob", comment="again")
     assert [p["record_key"] for p in promotions(store)] == [again["record_key"], first.promotion["record_key"]]

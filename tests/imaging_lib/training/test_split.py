@@ -26,7 +26,10 @@ def _entries(groups: list[tuple[int, int, bool]]) -> list[dict]:
 @settings(max_examples=200, deadline=None)
 @given(
     groups=st.lists(
-        st.tuples(st.integers(0, 10_000), st.integers(1, 4), st.booleans()), min_size=1, max_size=30, unique_by=lambda g: g[0]
+        st.tuples(st.integers(0, 10_000), st.integers(1, 4), st.booleans()),
+        min_size=1,
+        max_size=30,
+        unique_by=lambda g: g[0],
     ),
     validation=st.floats(0.05, 0.5),
     test=st.floats(0.0, 0.5),

@@ -45,7 +45,9 @@ def store(tmp_path):
 
 def _job(store: Store, job_id: str) -> str:
     """A job record for ``job_id``, as run_training writes one (cancel needs the job to exist)."""
-    record = records.job_record(job_id, "training", state={"status": "running"}, parameters={}, created_at=records.now())
+    record = records.job_record(
+        job_id, "training", state={"status": "running"}, parameters={}, created_at=records.now()
+    )
     store.write_json(layout.job_record_key(job_id), record)
     return job_id
 
@@ -89,7 +91,10 @@ def test_a_trial_checkpoints_every_epoch_writes_metrics_and_registers_its_model(
     test_studies = set(record["data"]["splits"]["test"])
     assert test_studies and not test_studies & set(record["data"]["splits"]["train"])
     model = load_registered_model(store, summary["model_id"])  # pinned, from the store
-    assert model.checksum == record["model_checksum"] and model.spec.decision_rule.threshold == record["decision"]["threshold"]
+    assert (
+        model.checksum == record["model_checksum"]
+        and model.spec.decision_rule.threshold == record["decision"]["threshold"]
+    )
 
 
 def test_tensorboard_event_files_hold_the_epochs(store):
@@ -127,7 +132,9 @@ def test_a_trial_resumes_from_its_checkpoint_and_ends_as_if_never_interrupted(st
             raise Crash
 
     with pytest.raises(Crash):
-        run_trial("trial-00", store=store, job_id="training-cut", trials=trial, manifest=manifest, on_epoch=crash_after_two)
+        run_trial(
+            "trial-00", store=store, job_id="training-cut", trials=trial, manifest=manifest, on_epoch=crash_after_two
+        )
     assert store.read_json(layout.trial_metrics_key("training-cut", "trial-00"))["status"] == "running"
     resumed = run_trial("trial-00", store=store, job_id="training-cut", trials=trial, manifest=manifest)
     metrics = store.read_json(layout.trial_metrics_key("training-cut", "trial-00"))
