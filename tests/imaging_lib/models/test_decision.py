@@ -1,8 +1,9 @@
-"""The study-level decision rule: aggregation, the threshold chosen on validation studies, its metrics, its spec form."""
+"""The study decision rule: aggregation, the threshold chosen on validation studies, its metrics, its spec form."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,13 +82,13 @@ def test_roc_points_and_auc():
     ],
 )
 def test_a_spec_with_a_bad_decision_rule_is_refused(decision, message):
-    data = json.loads(open(_package_spec_path("package://demo_lesion_cnn")).read())
+    data = json.loads(Path(_package_spec_path("package://demo_lesion_cnn")).read_text())
     with pytest.raises(InvalidModelSpec, match=message):
         ModelSpec.from_dict({**data, "decision": decision}, "test.json")
 
 
 def test_the_decision_rule_is_part_of_the_model_checksum_and_old_specs_keep_theirs():
-    data = json.loads(open(_package_spec_path("package://demo_lesion_cnn")).read())
+    data = json.loads(Path(_package_spec_path("package://demo_lesion_cnn")).read_text())
     shipped = ModelSpec.from_dict(data)
     assert shipped.decision_rule == DecisionRule.from_dict(data["decision"])
     without = {key: value for key, value in data.items() if key != "decision"}

@@ -56,7 +56,7 @@ def test_slices_are_windowed_like_prediction_and_a_patient_is_on_one_side(tmp_pa
             assert sides.setdefault(study.split_group, split) == split
             assert study.study_label == (labels[study.study_uid] == "lesion")
             assert study.images.shape[1:] == (32, 32) and study.images.dtype == np.float32
-            assert 0.0 <= study.images.min() and study.images.max() <= 1.0
+            assert study.images.min() >= 0.0 and study.images.max() <= 1.0
             if split == "train":
                 assert len(study.images) <= params.max_slices_per_study and (study.targets != UNLABELLED).all()
             else:
