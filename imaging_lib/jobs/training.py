@@ -159,9 +159,12 @@ def run_training(
     ------
     NotAllowed
         If the user lacks the ``researcher`` role.
+    InvalidModelSpec
+        If a trial names an architecture no builder has.
     ValueError
         If a parameter is invalid.
     """
+    from ..models.builders import builder
     from ..models.permissions import require_role
     from ..store.catalog import Catalog
     from ..training.trial import run_trial
@@ -171,6 +174,8 @@ def run_training(
         chosen = [params if isinstance(params, TrainingParams) else TrainingParams.from_mapping(params)]
     else:
         chosen = list(params)
+    for trial in chosen:  # an unknown architecture is said here, not by every task
+        builder(trial.architecture, f"training {trial.name}")
     trials = dict(zip(trial_ids(len(chosen)), (p.to_dict() for p in chosen), strict=True))
     manifest = dict(manifest) if manifest is not None else Catalog(store).training_set()
     client = client or get_client()

@@ -58,8 +58,8 @@ class TrialLog:
     def __init__(self, store: Any, job_id: str, trial_id: str, parameters: Mapping[str, Any]) -> None:
         self.store, self.job_id, self.trial_id = store, job_id, trial_id
         self.parameters = dict(parameters)
-        self._folder = tempfile.mkdtemp(prefix="imaging-tensorboard-")
-        self.tensorboard = tensorboard_writer(self._folder)
+        self._folder: str | None = None
+        self.tensorboard: Any = None
 
     def metrics(self) -> dict[str, Any] | None:
         """The trial's metrics as last written, or None."""
@@ -87,6 +87,9 @@ class TrialLog:
 
     def epoch(self, entry: Mapping[str, Any], state: Mapping[str, Any]) -> None:
         """Record one finished epoch everywhere (after its checkpoint is stored)."""
+        if self._folder is None:  # the first epoch of this run: event files only for trials that train
+            self._folder = tempfile.mkdtemp(prefix="imaging-tensorboard-")
+            self.tensorboard = tensorboard_writer(self._folder)
         if self.tensorboard is not None:
             for name in ("loss", "val_loss", "val_auc"):
                 if entry.get(name) is not None:
@@ -96,7 +99,7 @@ class TrialLog:
         self.write("running", state)
 
     def _upload_events(self) -> None:
-        for path in Path(self._folder).glob("events.out.tfevents.*"):
+        for path in Path(str(self._folder)).glob("events.out.tfevents.*"):
             key = layout.tensorboard_key(self.job_id, self.trial_id, _UNSAFE.sub("_", path.name))
             self.store.write_bytes(key, path.read_bytes())
 
@@ -114,7 +117,8 @@ class TrialLog:
         if self.tensorboard is not None:
             self.tensorboard.close()
             self._upload_events()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 _TOLD = ("epochs", "best_epoch", "resumed_from", "stopped", "model_id", "error")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import TrainingDiverged, TrainingError
+from ..errors import ImagingError, TrainingDiverged
 from ..models.builders import builder
 from ..models.spec import ModelSpec
 from ..store import layout
@@ -301,7 +301,7 @@ def run_trial(
     progress = _Progress()
     try:
         record = _train(trial_id, store, job_id, params, manifest, created_by, log, progress, on_epoch)
-    except TrainingError as exc:
+    except ImagingError as exc:  # bad labels, a NaN loss, an unloadable parent model: said in the metrics too
         log.write("failed", progress.as_state(), error={"error_type": type(exc).__name__, "error": str(exc)})
         raise
     finally:
