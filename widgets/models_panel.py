@@ -59,10 +59,10 @@ def card_html(card: str) -> str:
 def roc_series(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The lines of one model's ROC chart: slice-level and study-level curves."""
     lines = []
-    for level, colour in (("slice", "#2563eb"), ("study", "#dc2626")):
+    for level, plural, colour in (("slice", "slices", "#2563eb"), ("study", "studies", "#dc2626")):
         roc = result.get(f"{level}_roc") or {}
         auc = result.get(f"{level}_auc")
-        name = f"{level}s, AUC {auc:.3f}" if auc is not None else f"{level}s (one class only)"
+        name = f"{plural}, AUC {auc:.3f}" if auc is not None else f"{plural} (one class only)"
         lines.append(series(name, roc.get("fpr") or [], roc.get("tpr") or [], color=colour))
     return lines
 

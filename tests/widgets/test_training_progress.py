@@ -28,7 +28,7 @@ def store(tmp_path):
 
 
 def test_the_plot_follows_a_running_job_to_its_end(local_dask_client, store):
-    trials = grid(TrainingParams.from_mapping({**SLOW, "epochs": 6}), {"learning_rate": [0.003, 0.01]})
+    trials = grid(TrainingParams.from_mapping({**SLOW, "epochs": 10}), {"learning_rate": [0.003, 0.01]})
     job = run_training(store, trials, client=local_dask_client)
     progress = TrainingProgress(job, poll=0.1)
     seen = set()
@@ -37,7 +37,7 @@ def test_the_plot_follows_a_running_job_to_its_end(local_dask_client, store):
         time.sleep(0.05)
     progress.join(60)
     assert len(seen) > 2, f"the curves did not grow while the job ran: {seen}"
-    assert [len(line["x"]) for line in progress.auc_chart.series] == [6, 6]
+    assert [len(line["x"]) for line in progress.auc_chart.series] == [10, 10]
     assert [line["name"] for line in progress.loss_chart.series] == [
         "trial-00 train", "trial-00 validation", "trial-01 train", "trial-01 validation"
     ]  # fmt: skip

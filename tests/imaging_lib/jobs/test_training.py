@@ -51,21 +51,22 @@ def _epochs(record: dict) -> dict[str, list[int]]:
 
 
 def test_a_sweep_runs_its_trials_in_parallel_with_live_metrics(local_dask_client, store):
-    trials = grid(TrainingParams.from_mapping({**SLOW, "epochs": 5}), {"learning_rate": [0.003, 0.01]})
+    epochs = 12  # a few seconds: the record (rewritten at most every 0.5 s) is caught between epochs
+    trials = grid(TrainingParams.from_mapping({**SLOW, "epochs": epochs}), {"learning_rate": [0.003, 0.01]})
     job = run_training(store, trials, client=local_dask_client)
     view = JobView(store, job.job_id)
     partial, both_running = False, False
     while not job.finished:
         record = view.snapshot()
         counts = [len(epochs) for epochs in _epochs(record).values()]
-        partial |= any(0 < n < 5 for n in counts)
+        partial |= any(0 < n < epochs for n in counts)
         both_running |= [e["status"] for e in record["metrics"]["trials"].values()].count("running") == 2
         time.sleep(0.1)
     record = view.snapshot()
     assert partial, "the job record never showed a trial between its first and last epoch"
     assert both_running, "the two trials never ran at the same time"
     assert record["status"] == "finished" and record["counts"]["done"] == 2 and record["errors"] == []
-    assert _epochs(record) == {"trial-00": [1, 2, 3, 4, 5], "trial-01": [1, 2, 3, 4, 5]}
+    assert _epochs(record) == {"trial-00": list(range(1, epochs + 1)), "trial-01": list(range(1, epochs + 1))}
     assert len({item["worker"] for item in record["items"].values()}) == 2
     models = {entry["model_id"] for entry in record["metrics"]["trials"].values()}
     assert models == set(registered_models(store)) and len(models) == 2
@@ -84,7 +85,7 @@ def test_training_on_scheduler_and_worker_processes(dask_process_cluster, store)
 
 
 def test_a_trial_resumes_after_its_worker_is_killed(dask_process_cluster, store):
-    epochs = 10
+    epochs = 20
     metrics_key = layout.trial_metrics_key
     with dask_process_cluster.client() as client:
         before = dask_process_cluster.worker_pids(client)
