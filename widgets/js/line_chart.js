@@ -24,15 +24,27 @@ function extent(values, low, high) {
   return [min, max];
 }
 
+function niceStep(range, count) {
+  const raw = range / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const fraction = raw / power;
+  return (fraction <= 1 ? 1 : fraction <= 2 ? 2 : fraction <= 5 ? 5 : 10) * power;
+}
+
 function ticks(min, max, count) {
-  const step = (max - min) / count;
-  return Array.from({ length: count + 1 }, (_, i) => min + i * step);
+  // round values (1, 2 or 5 times a power of ten) inside [min, max]
+  const step = niceStep(max - min, count);
+  const out = [];
+  for (let value = Math.ceil(min / step) * step; value <= max + step * 1e-9; value += step) {
+    out.push(Number(value.toPrecision(12)));
+  }
+  return out;
 }
 
 function label(value) {
   const size = Math.abs(value);
-  if (size !== 0 && (size < 0.01 || size >= 10000)) return value.toExponential(1);
-  return Number.isInteger(value) ? String(value) : value.toFixed(size < 1 ? 2 : 1);
+  if (size !== 0 && (size < 0.01 || size >= 100000)) return value.toExponential(1);
+  return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(3)));
 }
 
 function render({ model, el }) {

@@ -82,7 +82,9 @@ def test_a_running_training_is_plotted_live_cancelled_and_models_are_compared(mo
                 timeout=LOAD_MS,
             )
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 1500})  # Voilà scrolls inside the page: show it all
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SCREENSHOTS / "models.png"))
 
             page.click("button:text('Cancel training')")
             job.wait(120)
