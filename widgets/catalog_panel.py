@@ -100,14 +100,14 @@ def study_table(
     if studies.empty:
         return pd.DataFrame(columns=columns)
     latest = latest_per_study(results)
-    if model_id is not None and not results.empty:
+    if model_id is not None and "model_id" in results:
         preferred = latest_per_study(results[results["model_id"] == model_id])
         latest = pd.concat([latest[~latest.index.isin(preferred.index)], preferred])
     table = studies.copy()
     table["study_date"] = pd.to_datetime(table["study_date"], errors="coerce").dt.strftime("%Y-%m-%d")
     table["prediction"] = table["study_uid"].map(latest["label"])
     table["probability"] = table["study_uid"].map(latest["probability"])
-    table["model_id"] = table["study_uid"].map(latest["model_id"])
+    table["model_id"] = table["study_uid"].map(latest["model_id"]) if "model_id" in latest else None
     status = job_status_by_study(job_records)
     has_result = table["prediction"].notna()
     table["job_status"] = [
