@@ -1,4 +1,4 @@
-"""The ``imaging-lab`` command: ingest, run, report, labels, export, dashboard, demo, hub, key, info.
+"""The ``imaging-lab`` command: ingest, run, report, labels, models, export, dashboard, demo, hub, key, info.
 
 Each subcommand parses its arguments here and calls one library function; the work
 itself lives in the library modules so notebooks and dashboards call the same code.
@@ -93,7 +93,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .jobs import ITEM_STATES, get_client, run_batch
-    from .models import DEMO_MODEL_URI
     from .store import Store
 
     params = {"batch_size": args.batch_size, "num_samples": args.num_samples, "segmentation": args.segmentation}
@@ -101,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     job = run_batch(
         args.studies or "all",
         store,
-        args.model or DEMO_MODEL_URI,
+        args.model,
         get_client(args.scheduler),
         args.retries,
         {name: value for name, value in params.items() if value is not None},
@@ -220,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="predict and explain studies on Dask, with resume and a progress bar", parents=[store, scheduler]
     )
-    run.add_argument("--model", default=None, help="model URI (default the shipped demo model)")
+    run.add_argument(
+        "--model",
+        default=None,
+        help="model URI (default the store's default model: the last promoted, else the shipped demo model)",
+    )
     run.add_argument("--studies", nargs="+", default=None, help="study UIDs (default every study in the store)")
     run.add_argument("--retries", type=int, default=2, help="retries of a study after a transient error")
     run.add_argument("--batch-size", type=int, default=None, help="slices (and LIME samples) per forward pass")
@@ -274,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="send credentials over plain http:// to another machine (refused by default)",
     )
     export.set_defaults(func=_cmd_export)
+
+    from .cli_models import add_models_parser
+
+    add_models_parser(commands, store, scheduler)
 
     dashboard = commands.add_parser(
         "dashboard", help="serve the Voila dashboards behind a token and print the URL", parents=[store]

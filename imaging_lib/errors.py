@@ -30,6 +30,7 @@ __all__ = [
     "InvalidModelOutput",
     "InvalidModelSpec",
     "InvalidSeed",
+    "InvalidTrainingSet",
     "KeyExists",
     "KeyFileUnsafe",
     "KeyInStore",
@@ -47,6 +48,8 @@ __all__ = [
     "SampleDataMissing",
     "SignInExpired",
     "StaleLabelVersion",
+    "TrainingDiverged",
+    "TrainingError",
     "UnexpectedFailure",
     "UnreadableImage",
     "UnreadableRecord",
@@ -311,3 +314,15 @@ class ArchiveServerError(ArchiveError):
 
 class ArchiveResponseInvalid(ArchiveError):
     """The archive's answer is truncated or malformed (a multipart body cut short...)."""
+
+
+class TrainingError(ImagingError):
+    """Base class of the errors a training trial records in its job record."""
+
+
+class InvalidTrainingSet(TrainingError):
+    """The reviewed labels cannot train a model: none, one class only, a label naming a missing study or volume."""
+
+
+class TrainingDiverged(TrainingError):
+    """The loss became NaN or infinite; the trial stops and registers nothing."""

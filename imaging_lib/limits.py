@@ -24,6 +24,9 @@ __all__ = [
     "MODEL_SPEC_MAX_BYTES",
     "MODEL_WEIGHTS_MAX_BYTES",
     "SECRET_MIN_BYTES",
+    "TRAINING_MAX_EPOCHS",
+    "TRAINING_MAX_INPUT_BYTES",
+    "TRAINING_MAX_TRIALS",
     "UPLOAD_LIMIT_BYTES",
     "VIEWER_MAX_BYTES",
 ]
@@ -94,3 +97,12 @@ VIEWER_MAX_BYTES = 768 * 1024**2
 """Largest total of images (base and overlays, as sent) one PapayaViewer puts in a browser
 tab: 768 MiB. A 512x512x400 int16 CT (200 MiB) with masks fits; a 1 GiB volume is refused
 in Python with a message in the widget, rather than crashing the tab."""
+
+TRAINING_MAX_EPOCHS = 1000
+"""Most epochs one training trial may run."""
+
+TRAINING_MAX_TRIALS = 64
+"""Most trials one sweep may have (each is a Dask task)."""
+
+TRAINING_MAX_INPUT_BYTES = 4 * 1024**3
+"""Most bytes of preprocessed slices one trial may hold (checked before they are loaded): 4 GiB."""

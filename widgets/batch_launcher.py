@@ -2,7 +2,7 @@
 
 The two panels that start batches (:class:`~widgets.upload_panel.UploadPanel` after an
 upload, :class:`~widgets.job_monitor.JobMonitor` on the studies without a result) share
-this: one model (the demo model unless told otherwise), one set of pipeline parameters,
+this: one model (the store's default model unless told otherwise), one set of pipeline parameters,
 and a Dask client made only when the first batch starts, so a visitor who only looks
 costs no cluster. The batch runs on ``$IMAGING_DASK_SCHEDULER`` when set, else on a local
 cluster of this kernel (:func:`imaging_lib.jobs.get_client`).
@@ -36,7 +36,8 @@ class BatchLauncher:
     store : imaging_lib.store.Store
         The store holding the studies; results and job records go there too.
     model_uri : str, optional
-        The model of every batch; default :data:`imaging_lib.models.DEMO_MODEL_URI`.
+        The model of every batch; default the store's default model
+        (:func:`imaging_lib.models.registry.default_model`, read when a batch starts).
     client : distributed.Client, optional
         Where batches run; default :func:`imaging_lib.jobs.get_client`, made at the first batch.
     params : mapping, optional
@@ -56,27 +57,35 @@ class BatchLauncher:
         client: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> None:
-        from imaging_lib.models import DEMO_MODEL_URI
-
         self.store = store
-        self.model_uri = model_uri or DEMO_MODEL_URI
+        self.model_uri = model_uri
         self.client = client
         self.params = params
         self.progress: JobProgress | None = None
         self._identity: tuple[str, str] | None = None
 
     def model_identity(self) -> tuple[str, str]:
-        """The model's ``(model_id, model_checksum)``: what "has a result" compares (asked once).
+        """The model's ``(model_id, model_checksum)``: what "has a result" compares.
+
+        The store's default is read again each time (an admin may promote another model
+        meanwhile); a model given by URI, or the shipped one, is loaded and verified once.
 
         Raises
         ------
         imaging_lib.errors.ImagingError
             If the model cannot be found or verified.
         """
-        if self._identity is None:
-            from imaging_lib.jobs.batch import model_identity
+        from imaging_lib.jobs.batch import model_identity
+        from imaging_lib.models.registry import default_model
 
-            self._identity = model_identity(self.model_uri)
+        uri = self.model_uri
+        if uri is None:
+            default = default_model(self.store)
+            if default.model_id is not None and default.checksum is not None:
+                return default.model_id, default.checksum
+            uri = default.uri
+        if self._identity is None:
+            self._identity = model_identity(uri)
         return self._identity
 
     def start(self, study_uids: Sequence[str], area: ipywidgets.Box, *, title: str = "") -> Job | None:

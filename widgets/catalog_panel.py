@@ -1,7 +1,8 @@
 """CatalogPanel: the study browser of the dashboards.
 
 A sortable, filterable table of the store's studies (date, modality, description,
-prediction, probability, review status, job status), with a filter on the review status
+prediction and the model that made it, probability, reviewed label, review status, job
+status; the prediction shown is the store's default model's when it has one), with a filter on the review status
 ("needs review"...); selecting a study opens it in a :class:`~widgets.papaya.PapayaViewer`
 with its LIME heat map, saved segmentations and latest label mask as overlays, on the
 most suspicious slice. Beside the viewer: the review (:class:`~widgets.review_panel.ReviewPanel`:
@@ -51,6 +52,8 @@ STUDY_COLUMNS = (
     {"name": "description", "label": "Description"},
     {"name": "prediction", "label": "Prediction"},
     {"name": "probability", "label": "Probability", "format": "percent"},
+    {"name": "model_id", "label": "Model"},
+    {"name": "study_label", "label": "Label"},
     {"name": "review_status", "label": "Review"},
     {"name": "job_status", "label": "Job status"},
     {"name": "patient_pseudonym", "label": "Patient (pseudonym)"},
@@ -71,8 +74,13 @@ NOT_RUN = "not run"
 QUANTITIES = ("volume_ml", "voxel_count", "intensity_mean", "intensity_std", "intensity_min", "intensity_max")
 
 
-def study_table(studies: pd.DataFrame, results: pd.DataFrame, job_records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Join studies with their latest prediction and job status: the rows of the study browser.
+def study_table(
+    studies: pd.DataFrame,
+    results: pd.DataFrame,
+    job_records: Iterable[Mapping[str, Any]],
+    model_id: str | None = None,
+) -> pd.DataFrame:
+    """Join studies with their prediction and job status: the rows of the study browser.
 
     Parameters
     ----------
@@ -80,6 +88,9 @@ def study_table(studies: pd.DataFrame, results: pd.DataFrame, job_records: Itera
         ``Catalog.studies()``, ``Catalog.results()``.
     job_records : iterable of mapping
         Job records (``Catalog.job_records()``).
+    model_id : str, optional
+        The store's default model: its prediction is shown where it has one, else the
+        study's latest (the ``model_id`` column says which).
 
     Returns
     -------
@@ -90,10 +101,14 @@ def study_table(studies: pd.DataFrame, results: pd.DataFrame, job_records: Itera
     if studies.empty:
         return pd.DataFrame(columns=columns)
     latest = latest_per_study(results)
+    if model_id is not None and "model_id" in results:
+        preferred = latest_per_study(results[results["model_id"] == model_id])
+        latest = pd.concat([latest[~latest.index.isin(preferred.index)], preferred])
     table = studies.copy()
     table["study_date"] = pd.to_datetime(table["study_date"], errors="coerce").dt.strftime("%Y-%m-%d")
     table["prediction"] = table["study_uid"].map(latest["label"])
     table["probability"] = table["study_uid"].map(latest["probability"])
+    table["model_id"] = table["study_uid"].map(latest["model_id"]) if "model_id" in latest else None
     status = job_status_by_study(job_records)
     has_result = table["prediction"].notna()
     table["job_status"] = [
@@ -117,6 +132,7 @@ def prediction_html(result: Mapping[str, Any] | None) -> str:
         ("Probability", f"{100 * float(result['probability']):.1f} %"),
         ("Most suspicious slice", str(result.get("most_suspicious_slice", "–"))),
         ("Model", html.escape(str(result.get("model_id", "–")))),
+        ("Decision rule", html.escape(_rule_text(result))),
         ("Model checksum", f"<code>{html.escape(str(result.get('model_checksum', ''))[:16])}…</code>"),
         ("Library version", html.escape(str(provenance.get("library_version", "–")))),
         ("Computed", html.escape(str(provenance.get("created_at", "–")))),
@@ -126,6 +142,14 @@ def prediction_html(result: Mapping[str, Any] | None) -> str:
         f"<tr><th style='text-align:left;padding-right:1em'>{name}</th><td>{value}</td></tr>" for name, value in rows
     )
     return f"<table class='study-prediction'>{body}</table>"
+
+
+def _rule_text(result: Mapping[str, Any]) -> str:
+    rule = result.get("decision") or {}
+    threshold = float(result.get("threshold", rule.get("threshold", 0.5)))
+    if rule.get("aggregate") == "top_k_mean":
+        return f"mean of the {rule.get('k')} most suspicious slices ≥ {threshold:.3f}"
+    return f"most suspicious slice ≥ {threshold:.3f}"
 
 
 def quantification_table(segmentations: pd.DataFrame) -> pd.DataFrame:
@@ -296,6 +320,7 @@ class CatalogPanel(ipywidgets.VBox):
         self.results = pd.DataFrame()
         self.segmentations = pd.DataFrame()
         self.all_rows = pd.DataFrame()
+        self.default_model_id: str | None = None
         filters = ipywidgets.HBox(
             [self.modality, self.prediction, self.review_status, self.search, self.refresh_button, self.count],
             layout=ipywidgets.Layout(flex_flow="row wrap"),
@@ -312,7 +337,12 @@ class CatalogPanel(ipywidgets.VBox):
         self.studies = self.catalog.studies()
         self.results = self.catalog.results()
         self.segmentations = self.catalog.segmentations()
-        self.all_rows = study_table(self.studies, self.results, self.catalog.job_records("batch"))
+        from imaging_lib.models.registry import default_model
+
+        self.default_model_id = default_model(self.store, self.catalog).model_id
+        self.all_rows = study_table(
+            self.studies, self.results, self.catalog.job_records("batch"), self.default_model_id
+        )
         self._set_options(self.modality, self.all_rows["modality"])
         self._set_options(self.prediction, self.all_rows["prediction"])
         self._apply_filters()
@@ -350,7 +380,7 @@ class CatalogPanel(ipywidgets.VBox):
         if rows.empty:
             raise KeyError(study_uid)
         study = rows.iloc[0].to_dict()
-        result = self.catalog.latest_result(study_uid)
+        result = self.catalog.latest_result(study_uid, self.default_model_id) or self.catalog.latest_result(study_uid)
         segmentations = (
             self.segmentations[self.segmentations["study_uid"] == study_uid]
             if not self.segmentations.empty

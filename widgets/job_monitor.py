@@ -110,7 +110,7 @@ class JobMonitor(ipywidgets.VBox):
     ----------
     store : imaging_lib.store.Store
     model_uri : str, optional
-        Model of the batches started here; default the demo model.
+        Model of the batches started here; default the store's default model.
     client : distributed.Client, optional
         Where batches run; default :func:`imaging_lib.jobs.get_client`, made on the first batch.
     params : mapping, optional

@@ -83,7 +83,7 @@ class UploadPanel(ipywidgets.VBox):
     store : imaging_lib.store.Store
         Where uploads are stored.
     model_uri : str, optional
-        Model of the batch started after an upload; default the demo model.
+        Model of the batch started after an upload; default the store's default model.
     client : distributed.Client, optional
         Where the batch runs; default :func:`imaging_lib.jobs.get_client` (created at
         the first upload, not on page load).

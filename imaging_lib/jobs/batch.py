@@ -10,7 +10,9 @@ always points at a complete heat map.
 
 :func:`run_batch` runs :func:`process_study` on many studies through
 :func:`imaging_lib.jobs.runner.run_tasks`, skipping the studies that already have a result
-of the same model (id and checksum).
+of the same model (id and checksum). Without a model URI it runs the store's default model
+(:func:`imaging_lib.models.registry.default_model`: the last one promoted, pinned to its
+registered checksum, else the shipped demo model).
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ def resolve_study_uids(study_uids: Sequence[str] | str, store: Store) -> list[st
 def run_batch(
     study_uids: Sequence[str] | str,
     store: Store,
-    model_uri: str,
+    model_uri: str | None = None,
     client: Client | None = None,
     retries: int = 2,
     params: Mapping[str, Any] | None = None,
@@ -225,8 +227,9 @@ def run_batch(
         The studies; ``"all"`` is every study in the store's catalog.
     store : Store
         The store holding the studies; results and the job record go there too.
-    model_uri : str
-        Model to run (see :func:`imaging_lib.models.load_model`).
+    model_uri : str, optional
+        Model to run (see :func:`imaging_lib.models.load_model`); default the store's
+        default model (:func:`imaging_lib.models.registry.default_model`).
     client : distributed.Client, optional
         Default :func:`get_client()`.
     retries : int
@@ -245,22 +248,22 @@ def run_batch(
     ValueError
         If ``params`` names an unknown parameter.
     """
-    from ..models import load_model
+    from ..models.registry import resolve_model
 
     resolved = pipeline_params(params)
     study_uids = resolve_study_uids(study_uids, store)
-    model = load_model(model_uri)
+    model = resolve_model(store, model_uri)
     done = studies_with_result(store, study_uids, model.model_id, model.checksum) if resume else set()
     task = functools.partial(
         process_study,
         store_url=store,
-        model_uri=model_uri,
+        model_uri=model.uri,
         params=resolved,
         model_checksum=model.checksum,
         created_by=records.current_user(),
     )
     meta = {
-        "model_uri": model_uri,
+        "model_uri": model.uri,
         "model_id": model.model_id,
         "model_checksum": model.checksum,
         "pipeline": resolved,

@@ -6,7 +6,10 @@ Any state-dict model whose spec names a registered builder (:mod:`.builders`) lo
 same way from a path or an fsspec URL (``gs://...``); a TorchScript archive loads only
 when the caller trusts it. A model's identity, :attr:`LoadedModel.checksum`, covers its
 spec and its weights; workers load only by ``(uri, checksum)`` (:func:`load_pinned_model`).
-:mod:`imaging_lib.models.training` reproduces the demo weights.
+A spec's ``decision`` (:mod:`.decision`) says how a study is labelled from its slices.
+:mod:`.registry` keeps models in a store (pinned, promoted to the store's default; who
+may promote is :mod:`imaging_lib.identity`'s to say), and :mod:`imaging_lib.models.training`
+reproduces the demo weights and their decision threshold.
 """
 
 from .builders import ENTRY_POINT_GROUP, builder, builder_names, register_builder

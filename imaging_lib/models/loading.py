@@ -58,6 +58,7 @@ __all__ = [
     "load_counts",
     "load_model",
     "load_pinned_model",
+    "read_model_files",
     "read_spec",
 ]
 
@@ -155,10 +156,11 @@ def _weights_location(spec_location: str, weights: str, uri: str) -> str:
 
 def _read(location: str, uri: str, limit: int, what: str) -> bytes:
     try:
-        if _is_url(location):
-            import fsspec
+        if _is_url(location):  # through the store's own opener: gs:// gets its emulator and credentials rules
+            from ..store.objects import open_filesystem
 
-            with fsspec.open(location, "rb") as handle:
+            filesystem, path = open_filesystem(location)
+            with filesystem.open(path, "rb") as handle:
                 data = handle.read(limit + 1)
         else:
             with open(location, "rb") as handle:
@@ -247,6 +249,34 @@ def _check_outputs(module: nn.Module, spec: ModelSpec, uri: str) -> None:
         )
 
 
+def read_model_files(uri: str) -> tuple[ModelSpec, bytes]:
+    """Read a model's spec and its weights (inside the spec's folder, bounded), checked against the pinned SHA-256.
+
+    Nothing is built or run: this is what :func:`load_model` and the registry's copy of a
+    shipped model read.
+
+    Raises
+    ------
+    ModelNotFound
+        If the spec or the weights are missing.
+    InvalidModelSpec
+        If the spec is malformed or names weights outside its folder.
+    ModelChecksumMismatch
+        If the weights differ from the SHA-256 the spec pins.
+    """
+    spec, weights_location = read_spec(uri)
+    return spec, _read_weights(spec, weights_location, uri)
+
+
+def _read_weights(spec: ModelSpec, location: str, uri: str) -> bytes:
+    weights = _read(location, uri, MODEL_WEIGHTS_MAX_BYTES, "weights")
+    if sha256_hex(weights) != spec.sha256:
+        raise ModelChecksumMismatch(
+            uri, f"the weights {spec.weights} do not have the SHA-256 their spec pins ({spec.sha256})"
+        )
+    return weights
+
+
 def _load_uncached(uri: str, checksum: str | None, trust_torchscript: bool) -> LoadedModel:
     spec, weights_location = read_spec(uri)
     if spec.format == "torchscript" and not trust_torchscript:
@@ -255,11 +285,7 @@ def _load_uncached(uri: str, checksum: str | None, trust_torchscript: bool) -> L
             "the spec names a TorchScript archive, which is a program; it loads only when the caller "
             "vouches for it with trust_torchscript=True (a spec cannot)",
         )
-    weights = _read(weights_location, uri, MODEL_WEIGHTS_MAX_BYTES, "weights")
-    if sha256_hex(weights) != spec.sha256:
-        raise ModelChecksumMismatch(
-            uri, f"the weights {spec.weights} do not have the SHA-256 their spec pins ({spec.sha256})"
-        )
+    weights = _read_weights(spec, weights_location, uri)
     identity = model_checksum(spec, spec.sha256)
     if checksum is not None and identity != checksum:
         raise ModelChecksumMismatch(

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import InvalidModelSpec
 from ..limits import MODEL_INPUT_MAX_VALUES
+from .decision import DEFAULT_RULE, DecisionRule
 
 __all__ = ["FORMATS", "ModelSpec", "model_checksum", "sha256_hex"]
 
@@ -106,6 +107,9 @@ class ModelSpec:
         Slices per forward pass that ran fastest on CPU.
     metrics : dict
         Held-out metrics recorded at training time (informative only).
+    decision : dict
+        The study-level decision rule (:class:`~imaging_lib.models.decision.DecisionRule`),
+        empty for specs that state none (they get :data:`~imaging_lib.models.decision.DEFAULT_RULE`).
     """
 
     name: str
@@ -121,6 +125,7 @@ class ModelSpec:
     architecture_params: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 10
     metrics: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<spec>") -> ModelSpec:
@@ -170,6 +175,7 @@ class ModelSpec:
             architecture_params=_mapping(data.get("architecture_params", {}), "architecture_params", source),
             batch_size=_positive_ints(data.get("batch_size", 10), 1, "batch_size", source)[0],
             metrics=_mapping(data.get("metrics", {}), "metrics", source),
+            decision=DecisionRule.from_dict(data["decision"], source).to_dict() if "decision" in data else {},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,11 +194,18 @@ class ModelSpec:
             "preprocessing": self.preprocessing,
             "batch_size": self.batch_size,
             "metrics": self.metrics,
+            # only when stated, so the checksum of a spec without a rule is what it always was
+            **({"decision": self.decision} if self.decision else {}),
         }
 
     def __getitem__(self, key: str) -> Any:
         """Mapping-style access by the JSON field name, e.g. ``spec["input_size"]``."""
         return self.to_dict()[key]
+
+    @property
+    def decision_rule(self) -> DecisionRule:
+        """How a study is labelled from its slice probabilities (the spec's, else the default rule)."""
+        return DecisionRule.from_dict(self.decision) if self.decision else DEFAULT_RULE
 
     @property
     def positive_index(self) -> int:

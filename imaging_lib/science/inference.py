@@ -6,6 +6,11 @@ in batches under ``torch.inference_mode()`` in channels-last layout (small batch
 about 10 were fastest on this CPU), and returns per-slice probabilities and the most
 suspicious slice, with the patient pseudonym, modality and provenance (model id and
 checksum, library version, time) that a result record needs.
+
+The study's label comes from the model's own decision rule
+(:class:`~imaging_lib.models.decision.DecisionRule`, in its spec): the slice probabilities
+are aggregated into a study score (e.g. the mean of the three highest) and compared with
+the threshold chosen on validation studies, not the maximum slice against 0.5.
 """
 
 from __future__ import annotations
@@ -153,10 +158,14 @@ class Prediction:
     most_suspicious_slice : int
         Index of the slice with the highest positive probability.
     probability : float
-        That slice's positive probability: the study's score.
+        The study's score: the slice probabilities aggregated by the model's decision rule.
     label : str
         The positive class if ``probability >= threshold``, else the likeliest other class
-        of that slice.
+        of the most suspicious slice.
+    threshold : float
+        The decision rule's threshold.
+    decision : dict
+        The decision rule applied (:meth:`DecisionRule.to_dict`).
     """
 
     slice_probabilities: np.ndarray
@@ -171,6 +180,7 @@ class Prediction:
     model_uri: str
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    decision: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
         """Return a JSON-able result record with the patient pseudonym, modality and provenance."""
@@ -185,6 +195,7 @@ class Prediction:
             "slice_probabilities": [float(p) for p in self.slice_probabilities],
             "class_names": list(self.class_names),
             "threshold": float(self.threshold),
+            "decision": dict(self.decision),
             "model_id": self.model_id,
             "model_checksum": self.model_checksum,
             "model_uri": self.model_uri,
@@ -197,9 +208,9 @@ def predict(
     model: LoadedModel | str,
     *,
     batch_size: int = 10,
-    threshold: float = 0.5,
+    threshold: float | None = None,
 ) -> Prediction:
-    """Predict every slice of a study in batches and summarise the study.
+    """Predict every slice of a study in batches and label the study by the model's decision rule.
 
     Parameters
     ----------
@@ -209,8 +220,8 @@ def predict(
         A loaded model, or a model URI (loaded once per process).
     batch_size : int
         Slices per forward pass (about 10 was fastest on CPU here).
-    threshold : float
-        Positive-class probability from which the study is labelled positive.
+    threshold : float, optional
+        Override the threshold of the model's decision rule (its aggregation stays).
 
     Returns
     -------
@@ -229,8 +240,11 @@ def predict(
     positive = model.spec.positive_index
     per_slice = probabilities[:, positive].astype(np.float64)
     worst = int(np.argmax(per_slice))
-    probability = float(per_slice[worst])
-    if probability >= threshold:
+    rule = model.spec.decision_rule
+    if threshold is not None:
+        rule = rule.with_threshold(threshold, "given by the caller")
+    probability = rule.score(per_slice)
+    if rule.is_positive(probability):
         label = model.spec.positive_class
     else:
         others = [i for i in range(len(model.spec.class_names)) if i != positive]
@@ -242,11 +256,12 @@ def predict(
         most_suspicious_slice=worst,
         probability=probability,
         label=label,
-        threshold=threshold,
+        threshold=rule.threshold,
         class_names=model.spec.class_names,
         model_id=model.model_id,
         model_checksum=model.checksum,
         model_uri=model.uri,
         metadata={k: metadata.get(k) for k in ("study_uid", "series_uid", "patient_id", "modality")},
         created_at=now(),
+        decision=rule.to_dict(),
     )

@@ -12,11 +12,18 @@ The layout::
     records/exports/<study_uid>/<export_id>.json     DICOM objects exported, and where to
     records/jobs/<job_id>.json                       state of a job
     records/quarantine/<name>.json                   why an input was refused
+    records/models/<model_id>.json                   a registered model: metrics, card, lineage
+    records/promotions/<promotion_id>.json           who made which model the default, when (newest wins)
+    records/cancellations/<job_id>.json              who asked a training job to stop
     config/deid_key_fingerprint.json                 fingerprint of the de-identification key
     explanations/<study_uid>/<model_id>.nii.gz       LIME heat map on the study's geometry
     segmentations/<study_uid>/<seg_id>.nii.gz        masks
     labels/<study_uid>/<mask_sha256>.nii.gz          label masks, addressed by their voxels' SHA-256
     reports/<study_uid>/<report_name>.<extension>    html, pdf, ipynb
+    models/<model_id>/<file_name>                    a registered model's spec (model.json) and weights (model.pt)
+    training/<job_id>/<trial_id>/checkpoint-<epoch>.pt   a trial's last checkpoint (torch, tensors only)
+    training/<job_id>/<trial_id>/metrics.json        a trial's per-epoch metrics
+    training/<job_id>/<trial_id>/tensorboard/<file>  TensorBoard event files (when tensorboard is installed)
 
 Each kind of key is one :class:`KeyPattern`; :func:`build` assembles a key from its
 fields and :func:`parse` takes one apart, so the two can never disagree. Keys are
@@ -29,11 +36,16 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "CANCELLATION_RECORDS",
     "EXPORT_RECORDS",
     "JOB_RECORDS",
     "KEY_PATTERNS",
     "LABEL_RECORDS",
     "LEGACY_DEID_SECRET_KEY",
+    "MODEL_RECORDS",
+    "MODEL_SPEC_FILE",
+    "MODEL_WEIGHTS_FILE",
+    "PROMOTION_RECORDS",
     "QUARANTINE_RECORDS",
     "RECORD_KINDS",
     "REPORT_RECORDS",
@@ -43,15 +55,20 @@ __all__ = [
     "KeyPattern",
     "ParsedKey",
     "build",
+    "cancellation_record_key",
+    "checkpoint_key",
     "deid_key_fingerprint_key",
     "explanation_key",
     "export_record_key",
     "job_record_key",
     "label_mask_key",
     "label_record_key",
+    "model_file_key",
+    "model_record_key",
     "parse",
     "parse_as",
     "prefix",
+    "promotion_record_key",
     "quarantine_record_key",
     "raw_key",
     "raw_prefix",
@@ -62,6 +79,9 @@ __all__ = [
     "segmentation_key",
     "segmentation_record_key",
     "study_record_key",
+    "tensorboard_key",
+    "trial_metrics_key",
+    "trial_prefix",
     "volume_key",
 ]
 
@@ -136,10 +156,17 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern("quarantine_record", "records/quarantine/{name}.json"),
     KeyPattern("deid_key_fingerprint_record", "config/deid_key_fingerprint.json"),
     KeyPattern("legacy_deid_secret", "config/deid_secret"),
+    KeyPattern("model_record", "records/models/{model_id}.json"),
+    KeyPattern("promotion_record", "records/promotions/{promotion_id}.json"),
+    KeyPattern("cancellation_record", "records/cancellations/{job_id}.json"),
     KeyPattern("explanation", "explanations/{study_uid}/{model_id}.nii.gz"),
     KeyPattern("segmentation", "segmentations/{study_uid}/{seg_id}.nii.gz"),
     KeyPattern("label_mask", "labels/{study_uid}/{mask_sha256}.nii.gz"),
     KeyPattern("report", "reports/{study_uid}/{report_name}.{extension}"),
+    KeyPattern("model_file", "models/{model_id}/{file_name}"),
+    KeyPattern("checkpoint", "training/{job_id}/{trial_id}/checkpoint-{epoch}.pt"),
+    KeyPattern("trial_metrics", "training/{job_id}/{trial_id}/metrics.json"),
+    KeyPattern("tensorboard_events", "training/{job_id}/{trial_id}/tensorboard/{event_file}"),
 )
 """Every kind of key, most specific first (``parse`` takes the first that matches)."""
 
@@ -247,6 +274,14 @@ QUARANTINE_RECORDS = _BY_KIND["quarantine_record"].prefix
 LEGACY_DEID_SECRET_KEY = build("legacy_deid_secret")
 """Where versions before the key file kept the de-identification key, inside the store (refused now)."""
 
+MODEL_RECORDS = _BY_KIND["model_record"].prefix
+PROMOTION_RECORDS = _BY_KIND["promotion_record"].prefix
+CANCELLATION_RECORDS = _BY_KIND["cancellation_record"].prefix
+MODEL_SPEC_FILE = "model.json"
+"""File name of a registered model's spec in its folder ``models/<model_id>/``."""
+MODEL_WEIGHTS_FILE = "model.pt"
+"""File name of a registered model's weights, beside its spec."""
+
 
 def raw_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
     """Key of one de-identified DICOM file."""
@@ -331,3 +366,43 @@ def report_prefix(study_uid: str) -> str:
 def deid_key_fingerprint_key() -> str:
     """Key of the record holding the fingerprint of the store's de-identification key."""
     return build("deid_key_fingerprint_record")
+
+
+def model_record_key(model_id: str) -> str:
+    """Key of a registered model's record."""
+    return build("model_record", model_id=model_id)
+
+
+def model_file_key(model_id: str, file_name: str) -> str:
+    """Key of a file of a registered model (:data:`MODEL_SPEC_FILE`, :data:`MODEL_WEIGHTS_FILE`)."""
+    return build("model_file", model_id=model_id, file_name=file_name)
+
+
+def promotion_record_key(promotion_id: str) -> str:
+    """Key of one promotion of a model to the store's default (sortable id: the newest is the default)."""
+    return build("promotion_record", promotion_id=promotion_id)
+
+
+def cancellation_record_key(job_id: str) -> str:
+    """Key of the request to stop a training job."""
+    return build("cancellation_record", job_id=job_id)
+
+
+def trial_prefix(job_id: str, trial_id: str) -> str:
+    """Prefix of everything one trial of a training job writes (checkpoints, metrics, event files)."""
+    return prefix("checkpoint", job_id=job_id, trial_id=trial_id)
+
+
+def checkpoint_key(job_id: str, trial_id: str, epoch: int) -> str:
+    """Key of a trial's checkpoint after ``epoch`` (1-based, zero-padded so keys sort by epoch)."""
+    return build("checkpoint", job_id=job_id, trial_id=trial_id, epoch=f"{int(epoch):05d}")
+
+
+def trial_metrics_key(job_id: str, trial_id: str) -> str:
+    """Key of a trial's JSON metrics (one entry per epoch)."""
+    return build("trial_metrics", job_id=job_id, trial_id=trial_id)
+
+
+def tensorboard_key(job_id: str, trial_id: str, event_file: str) -> str:
+    """Key of one TensorBoard event file of a trial."""
+    return build("tensorboard_events", job_id=job_id, trial_id=trial_id, event_file=event_file)

@@ -21,7 +21,9 @@ import pytest
 import requests
 
 from imaging_lib.demo import prepare_demo, sample_sources, studies_summary
+from imaging_lib.demo_data import synthetic_lesion_studies
 from imaging_lib.jobs import Job
+from imaging_lib.models.registry import default_model
 from imaging_lib.store import layout
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.objects import Store
@@ -54,11 +56,19 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
 
     catalog = Catalog(store)
     studies, results = catalog.studies(), catalog.results()
-    assert len(studies) == 4  # the brain series, sample_image.nii.gz, CT_small, MR_small
+    # the brain series, sample_image.nii.gz, CT_small, MR_small, and a lesion copy of the first three
+    assert len(studies) == 7
     assert sorted(tuple(shape) for shape in studies["shape"]) == sorted(
-        [(256, 256, 20), (161, 191, 151), (128, 128, 1), (64, 64, 1)]
+        [(256, 256, 20), (161, 191, 151), (128, 128, 1), (64, 64, 1), (256, 256, 20), (161, 191, 151), (128, 128, 1)]
     )
+    assert sorted(studies["study_label"]) == ["lesion"] * 3 + ["no_lesion"] * 4  # the known truth, as labels
     assert set(results["study_uid"]) == set(studies["study_uid"])
+    default = default_model(store)  # the shipped model, registered in the store and promoted; no training
+    assert default.model_id is not None and set(results["model_id"]) == {default.model_id}
+    truth = dict(zip(studies["study_uid"], studies["study_label"], strict=True))
+    hits = {uid: label for uid, label in zip(results["study_uid"], results["label"], strict=True)}
+    assert all(hits[uid] == "lesion" for uid, label in truth.items() if label == "lesion")
+    assert sum(hits[uid] == "lesion" for uid, label in truth.items() if label == "no_lesion") <= 1
     assert all(store.exists(key) for key in results["explanation_key"])
     for study_uid in studies["study_uid"]:
         folder = posixpath.dirname(layout.report_key(study_uid, "report", "html")) + "/"
@@ -68,7 +78,7 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
     # the study table (shapes, spacings, modalities, predictions) is printed before serving
     assert studies_summary(store) in first.stdout
     assert "256x256x20" in first.stdout and "0.859 x 0.859 x 7" in first.stdout
-    assert "4 studies, 0 failure(s)" in first.stdout
+    assert "7 studies, 0 failure(s)" in first.stdout
     # each job is announced with its record and Dask dashboard, and followed by a bar
     for kind in ("batch", "report"):
         assert re.search(rf"^job {kind}-\S+: record {re.escape(store.url)}/records/jobs/", first.stdout, re.M)
@@ -76,15 +86,16 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
 
     # the library itself prints nothing: it reports through its callbacks and its outcome
     capsys.readouterr()
+    files = len(sample_sources()) + sum(len(study.uploads) for study in synthetic_lesion_studies())
     heard: list[object] = []
     monkeypatch.setenv("IMAGING_DEID_KEY_FILE", str(key_file))  # the user's key the command made
     monkeypatch.delenv("IMAGING_DEID_SECRET", raising=False)
     again = prepare_demo(store, local_dask_client, on_ingested=heard.append, on_job=heard.append)
     assert capsys.readouterr().out == ""
-    assert heard[0] is again.ingest and len(again.ingest.skipped) == len(sample_sources())
+    assert heard[0] is again.ingest and len(again.ingest.skipped) == files
     assert [type(item) for item in heard[1:]] == [Job, Job] and heard[1:] == [again.batch, again.reports]
-    assert again.batch.counts["skipped"] == 4 and again.reports.counts["skipped"] == 4
-    assert str(again) == f"demo store {store.url}: 4 studies, 0 failure(s)"
+    assert again.batch.counts["skipped"] == 7 and again.reports.counts["skipped"] == 7
+    assert str(again) == f"demo store {store.url}: 7 studies, 0 failure(s)"
 
     port = free_port()
     second = subprocess.Popen(
@@ -121,9 +132,9 @@ def test_demo_ingests_predicts_and_reports_every_sample_study(tmp_path, local_da
         second.wait(60)
     assert second.returncode == 0
     assert not [p for p in voila if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert f"skipped {len(sample_sources())} already stored" in "".join(printed)
+    assert f"skipped {files} already stored" in "".join(printed)
     jobs = Catalog(store).jobs()
     batches = jobs[jobs["kind"] == "batch"].sort_values("created_at")
     assert len(batches) == 3
-    assert all(batches.iloc[1:]["counts.skipped"] == 4) and all(batches.iloc[1:]["counts.done"] == 0)  # nothing redone
+    assert all(batches.iloc[1:]["counts.skipped"] == 7) and all(batches.iloc[1:]["counts.done"] == 0)  # nothing redone
     assert len(Catalog(store).results()) == len(results)

@@ -67,29 +67,30 @@ def panel(demo_store, local_dask_client):
 @pytest.fixture(scope="module")
 def brain_uid(demo_store):
     studies = Catalog(demo_store).studies()
-    return studies.loc[studies["shape"].map(lambda shape: tuple(shape) == (256, 256, 20)), "study_uid"].item()
+    brain = studies["shape"].map(lambda shape: tuple(shape) == (256, 256, 20)) & (studies["study_label"] == "no_lesion")
+    return studies.loc[brain, "study_uid"].item()  # the real series (the demo also has a copy with a lesion)
 
 
 def test_every_sample_study_is_listed_with_its_prediction(panel, demo_store):
     results = Catalog(demo_store).results()
-    assert len(panel.table.rows) == len(Catalog(demo_store).studies()) == 4
+    assert len(panel.table.rows) == len(Catalog(demo_store).studies()) == 7
     for row in panel.table.rows:
         expected = results[results["study_uid"] == row["study_uid"]].iloc[0]
         assert row["prediction"] == expected["label"]
         assert row["probability"] == pytest.approx(expected["probability"])
         assert row["job_status"] == "done"
-    assert "4 of 4" in panel.count.value
+    assert "7 of 7" in panel.count.value
 
 
 def test_filters_and_sorting(panel):
     panel.modality.value = "CT"
-    assert [row["modality"] for row in panel.table.rows] == ["CT"]
+    assert [row["modality"] for row in panel.table.rows] == ["CT", "CT"]  # CT_small and its lesion copy
     panel.modality.value = "All"
     panel.table.sort_by, panel.table.ascending = "probability", False
     probabilities = [row["probability"] for row in panel.table.rows]
     assert probabilities == sorted(probabilities, reverse=True)
     panel.search.value = "no study matches this"
-    assert panel.table.rows == [] and "0 of 4" in panel.count.value
+    assert panel.table.rows == [] and "0 of 7" in panel.count.value
     panel.search.value = ""
 
 
@@ -97,9 +98,9 @@ def test_the_review_column_and_filter_show_the_predictions_awaiting_review(panel
     assert {row["review_status"] for row in panel.table.rows} == {"needs review"}
     assert "needs review" in panel.review_status.options and "rejected" in panel.review_status.options
     panel.review_status.value = "rejected"
-    assert panel.table.rows == [] and "0 of 4" in panel.count.value
+    assert panel.table.rows == [] and "0 of 7" in panel.count.value
     panel.review_status.value = "needs review"
-    assert len(panel.table.rows) == 4
+    assert len(panel.table.rows) == 7
     panel.review_status.value = "All"
 
 
@@ -145,3 +146,21 @@ def test_a_click_segments_and_the_mask_is_listed_after_a_refresh(panel, demo_sto
     assert len(numbers) >= 1 and numbers["volume_ml"].iloc[0] > 0
     assert any(overlay["name"].startswith("saved seg-") for overlay in detail.viewer.overlays)
     assert any(button.description.startswith("Mask seg-") for button in detail.downloads)
+
+
+def test_the_table_shows_the_default_models_prediction_and_names_the_model():
+    studies = pd.DataFrame({"study_uid": ["a", "b"], "study_date": [None, None], "volume_key": ["va", "vb"]})
+    results = pd.DataFrame(
+        {
+            "study_uid": ["a", "a", "b"],
+            "model_id": ["default-1", "newer-2", "newer-2"],
+            "label": ["no_lesion", "lesion", "lesion"],
+            "probability": [0.2, 0.9, 0.8],
+            "created_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-02"], utc=True),
+        }
+    )
+    rows = study_table(studies, results, [], model_id="default-1").set_index("study_uid")
+    assert rows.loc["a", "model_id"] == "default-1" and rows.loc["a", "prediction"] == "no_lesion"
+    assert rows.loc["b", "model_id"] == "newer-2"  # no result of the default: the latest one, named
+    latest = study_table(studies, results, []).set_index("study_uid")
+    assert latest.loc["a", "model_id"] == "newer-2"

@@ -38,7 +38,7 @@ def test_the_demo_batch_is_listed_as_finished(demo_store):
     rows = job_rows(Catalog(demo_store).jobs())
     batch = rows[rows["kind"] == "batch"].iloc[-1]
     assert batch["status"] == "finished"
-    assert batch["progress"] == "4 / 4" and batch["failed"] == 0
+    assert batch["progress"] == "7 / 7" and batch["failed"] == 0
     monitor = JobMonitor(demo_store)
     assert monitor.run_button.disabled and "Analyse 0 studies" in monitor.run_button.description
     monitor.table.selected = batch["job_id"]

@@ -18,7 +18,7 @@ import pytest
 from imaging_lib.dashboard.server import apps_dir
 from imaging_lib.store import records, review
 from imaging_lib.store.catalog import Catalog
-from imaging_lib.store.labels import label_history, read_label_mask, save_label_version
+from imaging_lib.store.labels import label_history, latest_label, read_label_mask, save_label_version
 from imaging_lib.store.objects import Store
 from imaging_lib.volume import Volume
 from support.browser import assert_real_image, chromium_context, collect_console, colour_fraction, screenshot_pixels
@@ -50,7 +50,8 @@ def review_app(demo_store, tmp_path_factory, local_dask_client):
 
 def _brain(store: Store) -> dict:
     studies = Catalog(store).studies()
-    return studies.loc[studies["shape"].map(lambda shape: tuple(shape) == (256, 256, 20))].iloc[0].to_dict()
+    brain = studies["shape"].map(lambda shape: tuple(shape) == (256, 256, 20)) & (studies["study_label"] == "no_lesion")
+    return studies.loc[brain].iloc[0].to_dict()  # the real series (the demo also has a copy with a lesion)
 
 
 def _row_cell(page, study_uid: str, column: str) -> str:
@@ -77,7 +78,8 @@ def test_a_rejection_shows_in_the_table_and_the_counts_and_saved_versions_read_b
     volume = store.read_volume(brain["volume_key"])
     drawn = np.zeros(volume.shape[:3], dtype=np.uint8)
     drawn[90:170, 80:180, :] = 1
-    save_label_version(store, uid, parent=None, mask=Volume(drawn, volume.affine), tool="brush", created_by="drawer")
+    truth = latest_label(store, uid)["version"]  # the demo's ground truth, v000001
+    save_label_version(store, uid, parent=truth, mask=Volume(drawn, volume.affine), tool="brush", created_by="drawer")
     overlays = 2 + int((Catalog(store).segmentations().get("study_uid", []) == uid).sum())  # heat map, label mask
     result = Catalog(store).latest_results(uid)[uid][1]
 
@@ -92,7 +94,7 @@ def test_a_rejection_shows_in_the_table_and_the_counts_and_saved_versions_read_b
             assert colour_fraction(canvas, BLUE, tolerance=110, dominance=60) > 0.01, "no label mask on the viewer"
 
             page.fill(".review-panel textarea", COMMENT)
-            _click_and_wait_saved(page, ".review-panel button:text-is('Reject prediction')", "v000002")
+            _click_and_wait_saved(page, ".review-panel button:text-is('Reject prediction')", "v000003")
             page.wait_for_function(
                 "([selector]) => document.querySelector(selector).innerText === 'rejected'",
                 arg=[f"{ROWS}[data-key='{uid}'] td[data-column=review_status]"],
@@ -102,8 +104,8 @@ def test_a_rejection_shows_in_the_table_and_the_counts_and_saved_versions_read_b
             study_label = records.read_record(store, label_history(store, uid)[-1]["record_key"])["study_label"]
             slice_button = "no lesion" if study_label == "no_lesion" else "lesion"
             page.click(f".review-slice-label button:text-is('{slice_button}')")
-            _click_and_wait_saved(page, ".review-panel button:text-is('Save slice label')", "v000003")
-            _click_and_wait_saved(page, ".review-panel button:text-is('Mark mask reviewed')", "v000004")
+            _click_and_wait_saved(page, ".review-panel button:text-is('Save slice label')", "v000004")
+            _click_and_wait_saved(page, ".review-panel button:text-is('Mark mask reviewed')", "v000005")
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.locator(".review-panel").screenshot(path=str(SCREENSHOTS / "review.png"))
             assert _row_cell(page, uid, "review_status") == "rejected"
@@ -114,7 +116,7 @@ def test_a_rejection_shows_in_the_table_and_the_counts_and_saved_versions_read_b
                 tile.get_attribute("data-name"): int(tile.get_attribute("data-value"))
                 for tile in page.locator(".review-count").all()
             }
-            assert counts == {"studies": 4, "predicted": 4, "needs review": 3, "accepted": 0, "rejected": 1}
+            assert counts == {"studies": 7, "predicted": 7, "needs review": 6, "accepted": 0, "rejected": 1}
             tiles = screenshot_pixels(page.locator(".review-counts"))
             assert colour_fraction(tiles, (198, 40, 40), tolerance=20) > 0.05  # the red "Rejected" tile is drawn
 
@@ -122,7 +124,7 @@ def test_a_rejection_shows_in_the_table_and_the_counts_and_saved_versions_read_b
             _open_brain(page, server, brain, overlays)  # a fresh kernel reads everything back from the store
             history = label_history(store, uid)
             shown = page.locator(".label-history tr.label-version")
-            assert shown.count() == len(history) == 4
+            assert shown.count() == len(history) == 5
             pairs = [
                 (row.get_attribute("data-version"), row.get_attribute("data-content-sha256")) for row in shown.all()
             ]

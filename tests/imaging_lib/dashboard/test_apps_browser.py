@@ -142,7 +142,7 @@ def test_the_job_monitor_lists_the_demo_jobs(demo_voila, demo_store, page):
     open_dashboard(page, demo_voila, "jobs")
     jobs = Catalog(demo_store).jobs()
     assert sorted(table_column(page, "job_id")) == sorted(jobs["job_id"])
-    assert set(table_column(page, "status")) == {"finished"} and set(table_column(page, "progress")) == {"4 / 4"}
+    assert set(table_column(page, "status")) == {"finished"} and set(table_column(page, "progress")) == {"7 / 7"}
     assert page.locator("button:text('Analyse 0 studies without a result')").is_disabled()
 
 
@@ -150,7 +150,7 @@ def test_study_browser_shows_the_sample_studies_and_the_heat_map(demo_voila, dem
     catalog = Catalog(demo_store)
     studies, results = catalog.studies(), catalog.results()
     open_dashboard(page, demo_voila, "studies")
-    assert page.locator(ROWS).count() == len(studies) == 4
+    assert page.locator(ROWS).count() == len(studies) == 7
     assert sorted(table_column(page, "modality")) == sorted(m or "" for m in studies["modality"])
     assert set(table_column(page, "prediction")) == set(results["label"])
     assert set(table_column(page, "job_status")) == {"done"}

@@ -98,7 +98,11 @@ def test_process_study_writes_result_and_heatmap_and_is_idempotent(tmp_path, mod
     assert record["explanation"]["slice_index"] == record["most_suspicious_slice"]
     assert record["explanation"]["provenance"]["parameters"]["num_samples"] == PARAMS["num_samples"]
     assert record["explanation"]["weights"]
-    assert record["probability"] == max(record["slice_probabilities"])
+    rule = model.spec.decision_rule  # the study's score is the model's own aggregate of its slices
+    assert record["probability"] == pytest.approx(rule.score(record["slice_probabilities"]))
+    assert record["decision"] == rule.to_dict() and (record["label"] == "lesion") == rule.is_positive(
+        record["probability"]
+    )
     assert_same_prediction(record, reference["brain"])
 
     volume = store.read_volume(store.read_json(layout.study_record_key(uid))["volume_key"])

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from imaging_lib import models
 from imaging_lib.models import load_model, training
+from imaging_lib.models.decision import DecisionRule
 from imaging_lib.models.training import base_slices, heldout_auc, heldout_set, insert_lesion
 
 MODEL_CARD = Path(models.__file__).parent / "MODEL_CARD.md"
@@ -70,7 +71,20 @@ def test_a_short_training_run_learns_and_exports(tmp_path: Path):
     )
     assert seen == [1, 2]
     assert history["loss"][1] < history["loss"][0]
-    spec_path = training.export_model(model, tmp_path, "short_run", {"heldout_auc": history["heldout_auc"][-1]})
+    rule = DecisionRule("top_k_mean", 3, 0.9, "a test")
+    metrics = {"heldout_auc": history["heldout_auc"][-1]}
+    spec_path = training.export_model(model, tmp_path, "short_run", metrics, rule)
     loaded = load_model(str(spec_path))
-    assert loaded.spec.metrics["heldout_auc"] == history["heldout_auc"][-1]
+    assert loaded.spec.metrics["heldout_auc"] == history["heldout_auc"][-1] and loaded.spec.decision_rule == rule
     assert loaded.spec.architecture_params["width"] == 8
+
+
+@pytest.mark.slow
+def test_the_shipped_decision_rule_is_reproduced_by_its_calibration():
+    """The threshold in the shipped spec is the one calibrate_demo_decision chooses; the card states it."""
+    model = load_model(models.DEMO_MODEL_URI)
+    rule, metrics = training.calibrate_demo_decision(model)
+    assert rule == model.spec.decision_rule
+    assert {name: model.spec.metrics[name] for name in metrics} == metrics
+    assert metrics["study_specificity"] >= 0.8 and metrics["study_sensitivity"] >= 0.9
+    assert f"{rule.threshold}" in MODEL_CARD.read_text()

@@ -42,8 +42,20 @@ def test_prediction_has_one_probability_per_slice(clean_prediction, study):
     assert np.all((p.slice_probabilities >= 0) & (p.slice_probabilities <= 1))
     np.testing.assert_allclose(p.class_probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert p.most_suspicious_slice == int(np.argmax(p.slice_probabilities))
-    assert p.probability == pytest.approx(p.slice_probabilities.max())
-    assert p.label == ("lesion" if p.probability >= 0.5 else "no_lesion")
+    assert p.probability == pytest.approx(np.sort(p.slice_probabilities)[-3:].mean())  # the model's own rule
+    assert p.label == ("lesion" if p.probability >= p.threshold else "no_lesion")
+
+
+def test_the_study_is_decided_by_the_models_rule_not_its_worst_slice(clean_prediction, model, study):
+    rule = model.spec.decision_rule
+    assert (rule.aggregate, rule.k) == ("top_k_mean", 3) and clean_prediction.threshold == rule.threshold
+    # the healthy brain series: one slice looks suspicious (the old max-vs-0.5 rule said lesion), the study does not
+    assert clean_prediction.slice_probabilities.max() > 0.5 and clean_prediction.label == "no_lesion"
+    record = clean_prediction.to_record()
+    assert record["decision"] == rule.to_dict() and record["threshold"] == rule.threshold
+    overridden = predict(study, model, threshold=0.5)
+    assert overridden.label == "lesion" and overridden.probability == clean_prediction.probability
+    assert overridden.decision["chosen_on"] == "given by the caller"
 
 
 def test_record_carries_patient_modality_and_provenance(clean_prediction, model):
@@ -67,8 +79,8 @@ def test_inserted_lesion_makes_its_slice_the_most_suspicious(study, model, clean
     array[:, :, k] = lesioned * window.width + window.low
     result = predict(study.with_array(array), model)
     assert result.most_suspicious_slice == k
-    assert result.probability > 0.5 > clean_prediction.slice_probabilities[k]
-    assert result.label == "lesion"
+    assert result.slice_probabilities[k] > 0.5 > clean_prediction.slice_probabilities[k]
+    assert result.probability > clean_prediction.probability
 
 
 def test_batch_size_does_not_change_the_answer(study, model, clean_prediction):

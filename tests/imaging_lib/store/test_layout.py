@@ -21,6 +21,11 @@ VALUES = {
     "name": "0" * 64,
     "version": "v000003-branch-1a2b3c4d",
     "mask_sha256": "ab" * 32,
+    "promotion_id": "20260101T000000123456-abcd1234",
+    "file_name": "model.pt",
+    "trial_id": "trial-03",
+    "epoch": "00012",
+    "event_file": "events.out.tfevents.1767225600.host.123.0",
 }
 
 
@@ -47,6 +52,14 @@ def test_the_named_builders_agree_with_the_table():
     assert layout.parse(layout.segmentation_key(UID, "s")).kind == "segmentation"
     assert layout.label_record_key(UID, "v000001") == f"records/labels/{UID}/v000001.json"
     assert layout.label_mask_key(UID, "ab" * 32) == f"labels/{UID}/{'ab' * 32}.nii.gz"
+    assert layout.model_record_key("m-1") == "records/models/m-1.json"
+    assert layout.model_file_key("m-1", layout.MODEL_SPEC_FILE) == "models/m-1/model.json"
+    assert layout.promotion_record_key("p") == "records/promotions/p.json"
+    assert layout.cancellation_record_key("j") == "records/cancellations/j.json"
+    assert layout.checkpoint_key("j", "trial-00", 7) == "training/j/trial-00/checkpoint-00007.pt"
+    assert layout.trial_metrics_key("j", "trial-00") == "training/j/trial-00/metrics.json"
+    assert layout.trial_prefix("j", "trial-00") == "training/j/trial-00/"
+    assert layout.parse(layout.tensorboard_key("j", "t", "events.out.tfevents.1")).kind == "tensorboard_events"
 
 
 def test_prefixes_narrow_by_leading_fields():
