@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import layout, records, review
+from . import label_records, layout, records, review
 from .objects import Store
 
 __all__ = [
@@ -413,7 +413,7 @@ class Catalog:
         Returns
         -------
         dict
-            :func:`imaging_lib.store.records.training_manifest`: entries with the study
+            :func:`imaging_lib.store.label_records.training_manifest`: entries with the study
             label, slice labels, mask key and hash, content hash and patient pseudonym;
             the labels skipped and why (a missing study or mask); class counts; and
             ``manifest_sha256``.
@@ -421,7 +421,7 @@ class Catalog:
         studies = {layout.parse_as("study_record", key).study_uid: r for key, r in self.records("study_record").items()}
         stored_masks = set(self.store.list(layout.prefix("label_mask")))
         entries, skipped = review.training_entries(self.label_histories(), studies, stored_masks)
-        return records.training_manifest(entries, skipped, store_url=self.store.url)
+        return label_records.training_manifest(entries, skipped, store_url=self.store.url)
 
     # ------------------------------------------------------------------ jobs
     def job_records(self, kind: str | None = None) -> list[dict[str, Any]]:

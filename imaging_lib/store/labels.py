@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import InvalidLabel, KeyExists, MissingRecord, StaleLabelVersion
 from ..limits import MAX_LABEL_COMMENT_CHARS, MAX_LABEL_TEXT_CHARS
 from ..volume import Volume
-from . import layout, records, review
+from . import label_records, layout, records, review
 from .masks import label_mask_array, mask_sha256
 from .objects import Store
 
@@ -246,7 +246,7 @@ def _commit(
     latest = _latest_name(versions)
 
     def build(version: str, branch: bool) -> dict[str, Any]:
-        return records.label_record(
+        return label_records.label_record(
             study_uid=study_uid, version=version, parent=parent, branch=branch, tool=tool, content=content,
             comment=comment, reverted_from=reverted_from, created_by=created_by,
         )  # fmt: skip
@@ -337,7 +337,7 @@ def save_label_version(
     if parent is not None and parent not in versions:
         raise InvalidLabel(study_uid, f"parent version {parent!r} does not exist")
     base = records.read_record(store, layout.label_record_key(study_uid, parent)) if parent else {}
-    content: dict[str, Any] = {name: base.get(name) for name in records.LABEL_CONTENT_FIELDS}
+    content: dict[str, Any] = {name: base.get(name) for name in label_records.LABEL_CONTENT_FIELDS}
     content["slice_axis"] = SLICE_AXIS
     slices = int(list(study.get("shape") or [1, 1, 1])[SLICE_AXIS])
     content["slice_labels"] = _merged_slice_labels(
@@ -349,7 +349,9 @@ def save_label_version(
         if decision not in review.VERDICTS:
             raise InvalidLabel(study_uid, f"a decision is one of {', '.join(review.VERDICTS)}, not {decision!r}")
         judged_key, result = _judged_result(store, study_uid, result_key)
-        content["decision"] = records.review_decision(decision, result_key=judged_key, result=result, comment=comment)
+        content["decision"] = label_records.review_decision(
+            decision, result_key=judged_key, result=result, comment=comment
+        )
         implied = _implied_label(content["decision"])
         if study_label is not None and implied is not None and study_label != implied:
             predicted = result.get("label")
@@ -368,7 +370,7 @@ def save_label_version(
         study_volume = store.read_volume(study["volume_key"])
         array = label_mask_array(mask, study_volume, source=study_uid)
         key, sha = _store_mask(store, study_uid, array, study_volume.affine)
-        content["mask"] = records.label_mask_entry(
+        content["mask"] = label_records.label_mask_entry(
             key=key, sha256=sha, shape=array.shape, voxel_count=int(np.count_nonzero(array)),
             reviewed=bool(mask_reviewed), source=mask_source,
         )  # fmt: skip
@@ -433,7 +435,7 @@ def revert(
         source = records.read_record(store, layout.label_record_key(study_uid, version))
     except MissingRecord:
         raise InvalidLabel(study_uid, f"version {version!r} was removed while reverting") from None
-    content = {name: source.get(name) for name in records.LABEL_CONTENT_FIELDS}
+    content = {name: source.get(name) for name in label_records.LABEL_CONTENT_FIELDS}
     if content.get("mask"):
         read_label_mask(store, {**source, "study_uid": study_uid})  # still there and unchanged
     return _commit(

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import layout, records
+from . import label_records, layout
 
 __all__ = [
     "ACCEPTED",
@@ -203,7 +203,7 @@ def training_entries(
     Returns
     -------
     (list of dict, list of dict)
-        :func:`imaging_lib.store.records.training_entry` of every usable study, and
+        :func:`imaging_lib.store.label_records.training_entry` of every usable study, and
         ``{"study_uid", "version", "reason"}`` of every accepted label left out (its study
         or its mask is missing, or the mask's key does not match its hash).
     """
@@ -224,5 +224,5 @@ def training_entries(
             skipped.append({"study_uid": study_uid, "version": accepted["version"], "reason": reason})
             continue
         latest = main_line(history)[-1]["version"]
-        entries.append(records.training_entry(accepted, studies[study_uid], latest_version=latest))
+        entries.append(label_records.training_entry(accepted, studies[study_uid], latest_version=latest))
     return entries, skipped

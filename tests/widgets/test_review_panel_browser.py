@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from imaging_lib.dashboard.server import apps_dir
-from imaging_lib.store import records, review
+from imaging_lib.store import label_records, records, review
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.labels import label_history, latest_label, read_label_mask, save_label_version
 from imaging_lib.store.objects import Store
@@ -143,6 +143,6 @@ def test_a_rejection_shows_in_the_table_and_the_counts_and_saved_versions_read_b
     assert latest["slice_labels"] == {str(slice_index): study_label}
     assert latest["mask"]["reviewed"] is True and np.array_equal(read_label_mask(store, latest).array, drawn)
     for version in history:  # every stored version reads back with the content its hash names
-        body = {name: version[name] for name in records.LABEL_CONTENT_FIELDS}
-        assert records.canonical_sha256(body) == version["content_sha256"]
+        body = {name: version[name] for name in label_records.LABEL_CONTENT_FIELDS}
+        assert label_records.canonical_sha256(body) == version["content_sha256"]
     assert Catalog(store).review_counts()["rejected"] == 1

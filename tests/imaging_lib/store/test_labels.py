@@ -18,7 +18,7 @@ import pytest
 
 from imaging_lib.errors import InvalidLabel, MaskGeometryMismatch, MissingRecord, StaleLabelVersion
 from imaging_lib.limits import MAX_LABEL_COMMENT_CHARS
-from imaging_lib.store import layout, records, review
+from imaging_lib.store import label_records, layout, records, review
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.labels import (
     editable_mask,
@@ -153,8 +153,8 @@ def test_revert_saves_a_new_version_equal_to_an_old_one(any_study):
     restored = revert(store, uid, "v000001", parent="v000002", comment="back to the first reading")
     assert restored["version"] == "v000003" and restored["reverted_from"] == "v000001"
     assert restored["content_sha256"] == first["content_sha256"]
-    assert {name: restored[name] for name in records.LABEL_CONTENT_FIELDS} == {
-        name: first[name] for name in records.LABEL_CONTENT_FIELDS
+    assert {name: restored[name] for name in label_records.LABEL_CONTENT_FIELDS} == {
+        name: first[name] for name in label_records.LABEL_CONTENT_FIELDS
     }
     assert len(label_history(store, uid)) == 3
 
