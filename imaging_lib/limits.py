@@ -18,7 +18,10 @@ __all__ = [
     "MODEL_WEIGHTS_MAX_BYTES",
     "SECRET_MIN_BYTES",
     "UPLOAD_LIMIT_BYTES",
+    "VIEWER_MAX_BRUSH_MM",
     "VIEWER_MAX_BYTES",
+    "VIEWER_MAX_EDIT_DEPTH",
+    "VIEWER_PATCH_MAX_BYTES",
 ]
 
 MAX_IMAGE_BYTES = 2 * 1024**3
@@ -63,3 +66,15 @@ VIEWER_MAX_BYTES = 768 * 1024**2
 """Largest total of images (base and overlays, as sent) one PapayaViewer puts in a browser
 tab: 768 MiB. A 512x512x400 int16 CT (200 MiB) with masks fits; a 1 GiB volume is refused
 in Python with a message in the widget, rather than crashing the tab."""
+
+VIEWER_PATCH_MAX_BYTES = 64 * 1024**2
+"""Largest patch of a mask (its runs, as sent) a page may send the PapayaViewer: 64 MiB,
+about seven million runs. A brush stroke takes a few kilobytes; the bound keeps a hostile
+page from making the kernel gather an unbounded patch before it is applied."""
+
+VIEWER_MAX_EDIT_DEPTH = 32
+"""Most slices on each side of the current one a 3D brush or a fill reaches in the
+PapayaViewer's edit mode (the fill grows its region in that slab of the volume)."""
+
+VIEWER_MAX_BRUSH_MM = 200.0
+"""Widest brush (diameter, mm) of the PapayaViewer's edit mode."""
