@@ -188,7 +188,7 @@ def test_a_mask_off_the_studys_grid_and_a_reviewer_without_the_right_are_refused
     panel.edit_mask_button.click()
     _brush_disk(panel, Page(viewer), (100, 100, 5), 6)
     assert panel.save_edited_mask() is None
-    assert "Not saved: mask shape (256, 256, 10) differs from the study's (256, 256, 20)" in _message(panel)
+    assert "Not saved: mask shape (256, 256, 10) differs from the study&#x27;s (256, 256, 20)" in _message(panel)
     assert label_history(store, uid) == []
 
     denied = ReviewPanel(store, uid, viewer=PapayaViewer(volume), user="visitor", may_edit=lambda user: False)
