@@ -158,7 +158,7 @@ class EditTools {
     this.size.textContent = `${this.model.get("brush_mm").toFixed(1)} mm`;
     this.depth.textContent = `±${this.model.get("brush_depth")}`;
     const status = this.state ? this.state.status() : { sync: "loading", revision: -1, undo: 0, redo: 0, notice: "" };
-    const words = { synced: "saved in Python", sending: "sending…", working: "working…", resyncing: "reloading…" };
+    const words = { synced: "in step with Python", sending: "syncing…", working: "working…", resyncing: "reloading…" };
     this.status.textContent = [words[status.sync] || "loading…", status.notice].filter((text) => text).join(" · ");
     this.status.classList.toggle("imaging-papaya-edit-notice", Boolean(status.notice));
     Object.assign(el.dataset, {
