@@ -28,7 +28,10 @@ __all__ = [
     "TRAINING_MAX_INPUT_BYTES",
     "TRAINING_MAX_TRIALS",
     "UPLOAD_LIMIT_BYTES",
+    "VIEWER_MAX_BRUSH_MM",
     "VIEWER_MAX_BYTES",
+    "VIEWER_MAX_EDIT_DEPTH",
+    "VIEWER_PATCH_MAX_BYTES",
 ]
 
 MAX_IMAGE_BYTES = 2 * 1024**3
@@ -106,3 +109,15 @@ TRAINING_MAX_TRIALS = 64
 
 TRAINING_MAX_INPUT_BYTES = 4 * 1024**3
 """Most bytes of preprocessed slices one trial may hold (checked before they are loaded): 4 GiB."""
+
+VIEWER_PATCH_MAX_BYTES = 64 * 1024**2
+"""Largest patch of a mask (its runs, as sent) a page may send the PapayaViewer: 64 MiB,
+about seven million runs. A brush stroke takes a few kilobytes; the bound keeps a hostile
+page from making the kernel gather an unbounded patch before it is applied."""
+
+VIEWER_MAX_EDIT_DEPTH = 32
+"""Most slices on each side of the current one a 3D brush or a fill reaches in the
+PapayaViewer's edit mode (the fill grows its region in that slab of the volume)."""
+
+VIEWER_MAX_BRUSH_MM = 200.0
+"""Widest brush (diameter, mm) of the PapayaViewer's edit mode."""

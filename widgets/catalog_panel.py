@@ -34,6 +34,7 @@ from imaging_lib.store.labels import latest_label
 from .download_button import DownloadButton
 from .export_buttons import ExportButtons
 from .record_table import RecordTable, filter_records
+from .review_panel import LABEL_OVERLAY, ReviewPanel
 
 __all__ = [
     "HEATMAP_OVERLAY",
@@ -60,8 +61,6 @@ STUDY_COLUMNS = (
 )
 #: Name of the heat map overlay in the viewer.
 HEATMAP_OVERLAY = "LIME heat map"
-#: Name of the latest label version's mask overlay in the viewer.
-LABEL_OVERLAY = "label mask"
 #: Fraction of the heat map's peak below which it is transparent: only the regions that
 #: pushed the prediction most are coloured, the rest of the scan stays readable.
 HEATMAP_FLOOR = 0.25
@@ -200,7 +199,6 @@ class StudyDetail(ipywidgets.VBox):
         on_review: Any = None,
     ) -> None:
         from .papaya import PapayaViewer
-        from .review_panel import ReviewPanel
         from .segment_panel import SegmentPanel
 
         self.study_uid = str(study["study_uid"])
@@ -228,6 +226,7 @@ class StudyDetail(ipywidgets.VBox):
             self.viewer.add_overlay(
                 store.read_volume(label["mask"]["key"]), lut="Blue Overlay", alpha=0.5, name=LABEL_OVERLAY
             )
+        self.viewer.fill_params = dict(CLICK_SEGMENT_PARAMS)  # the edit mode's fill grows as clicks do
         if result:
             shape = volume.array.shape
             self.viewer.goto((shape[0] // 2, shape[1] // 2, int(result["most_suspicious_slice"])))

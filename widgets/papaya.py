@@ -13,7 +13,8 @@ the voxel array's own memory. A volume over
 :data:`~widgets.papaya_encoding.PROGRESSIVE_BYTES` sends a downsampled preview first.
 Each overlay is its own child model (:class:`PapayaOverlay`): adding one sends its bytes
 once, changing its colours or opacity sends a few bytes of state, removing it sends
-nothing more. Per-layer versions leave room for patches of changed voxels.
+nothing more. A mask overlay can be edited in the page (:mod:`widgets.papaya_edit`):
+only the changed voxels travel, as patches, both ways.
 
 Papaya shows the voxel grid reoriented to its own display orientation. The browser
 reports positions as the volume's own voxel indices ``(i, j, k)``, and world positions
@@ -37,10 +38,10 @@ import ipywidgets
 import numpy as np
 import traitlets
 
-from imaging_lib.errors import ImageTooLarge, MissingDependency, UnsupportedImage
-from imaging_lib.limits import VIEWER_MAX_BYTES
+from imaging_lib.errors import MissingDependency, UnsupportedImage
 from imaging_lib.volume import Volume
 
+from .papaya_edit import EDIT_MESSAGES, MaskEditing
 from .papaya_encoding import (
     PAPAYA_LUTS,
     ImageLike,
@@ -54,7 +55,7 @@ from .papaya_encoding import (
     voxel_range,
     voxels_3d,
 )
-from .papaya_layers import Layer, PapayaOverlay, Transfers, display_settings, mib, sent_nbytes
+from .papaya_layers import Layer, PapayaOverlay, Transfers, display_settings, over_budget, overlay_changes, sent_nbytes
 
 __all__ = [
     "BUNDLE",
@@ -78,7 +79,7 @@ ClickCallback = Callable[[tuple[int, int, int], tuple[float, float, float], floa
 
 
 # ---------------------------------------------------------------------- the widget
-class PapayaViewer(anywidget.AnyWidget):
+class PapayaViewer(MaskEditing, anywidget.AnyWidget):
     """An interactive Papaya viewer of a 3D volume with overlays, clicks back to Python.
 
     Parameters
@@ -117,6 +118,9 @@ class PapayaViewer(anywidget.AnyWidget):
         What went wrong last in the browser (an :class:`~imaging_lib.errors.UnsupportedImage`
         when Papaya cannot read an image); the widget shows it too. ``last_error`` holds
         its message.
+    edit_overlay, edit_tool, brush_mm, brush_depth
+        The edit mode (see :class:`~widgets.papaya_edit.MaskEditing`: :meth:`edit`,
+        :meth:`mask`, :meth:`patch_mask`, :meth:`set_mask`).
     """
 
     # The bundle path; None when it is not built (anywidget reads files when the class is
@@ -160,6 +164,7 @@ class PapayaViewer(anywidget.AnyWidget):
         self._transfers = Transfers(self._send_chunk, self._layer_alive)
         self._cursor_seq = itertools.count(1)
         self._click_handlers = ipywidgets.CallbackDispatcher()
+        self._start_editing()
         self.on_msg(self._handle_browser_message)
         if volume is not None:
             self.show(volume, affine=affine)
@@ -169,12 +174,8 @@ class PapayaViewer(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ images
     def _refuse_if_too_large(self, source: str, nbytes: int) -> None:
-        if nbytes > VIEWER_MAX_BYTES:
-            error = ImageTooLarge(
-                source,
-                f"the viewer would hold {mib(nbytes)} of images in the browser, over its limit of "
-                f"{mib(VIEWER_MAX_BYTES)}: show a crop or a downsampled copy (e.g. array[::2, ::2, ::2])",
-            )
+        error = over_budget(source, nbytes)
+        if error is not None:
             self._notice = str(error)
             raise error
 
@@ -217,6 +218,7 @@ class PapayaViewer(anywidget.AnyWidget):
             self._volume = {
                 **base.spec(),
                 "shape": list(array.shape),
+                "spacing": [float(s) for s in volume.spacing],
                 "plane": single_plane(array.shape, display_affine(volume.affine)),
             }
             self._cursor = {"ijk": centre, "seq": next(self._cursor_seq)}
@@ -237,6 +239,7 @@ class PapayaViewer(anywidget.AnyWidget):
         color: Any = None,
         name: str | None = None,
         affine: Any = None,
+        editable: bool = False,
     ) -> str:
         """Draw a volume over the base image; only its own bytes travel, once.
 
@@ -261,6 +264,8 @@ class PapayaViewer(anywidget.AnyWidget):
             Label of the overlay; adding another with the same name replaces it.
         affine : array_like, optional
             Affine of a numpy array (defaults to the base image's).
+        editable : bool
+            A 0/1 mask (possibly empty) to :meth:`edit`: drawn solid, held as Python's own copy.
 
         Returns
         -------
@@ -277,6 +282,8 @@ class PapayaViewer(anywidget.AnyWidget):
             If the images would take more than :data:`imaging_lib.limits.VIEWER_MAX_BYTES`.
         ValueError
             For a bad colour table or alpha.
+        InvalidLabel
+            If ``editable`` and the overlay holds values other than 0 and 1.
         """
         if self.volume is None or self._base is None:
             raise RuntimeError("show() a base image before adding overlays")
@@ -284,7 +291,7 @@ class PapayaViewer(anywidget.AnyWidget):
             affine = self.volume.affine
         overlay = as_volume(volume, affine)
         check_same_grid(self.volume, overlay)
-        settings = display_settings(overlay, lut, color, min, max, alpha)
+        settings = display_settings(overlay, lut, color, min, max, alpha, binary=True if editable else None)
         replaced = [model for model in self._overlays if name is not None and model.name == name]
         kept_bytes = sum(self._overlay_layers[m.layer_id].nbytes for m in self._overlays if m not in replaced)
         source = str(overlay.metadata.get("source", name or "<overlay>"))
@@ -299,12 +306,15 @@ class PapayaViewer(anywidget.AnyWidget):
         )
         self._overlay_layers[layer.id] = layer
         self._set_overlays([*(m for m in self._overlays if m not in replaced), model])
+        if editable:
+            self._editable(layer.id)
         return layer.id
 
     def _set_overlays(self, models: list[PapayaOverlay]) -> None:
         """Show ``models`` (bottom to top), closing the ones that go."""
         gone = [model for model in self._overlays if model not in models]
         self._overlays = models
+        self._forget_edits([model.layer_id for model in gone])
         for model in gone:
             self._overlay_layers.pop(model.layer_id, None)
             model.close()
@@ -360,19 +370,7 @@ class PapayaViewer(anywidget.AnyWidget):
             For a bad colour table or alpha.
         """
         model = self._overlay_model(overlay)
-        changes: dict[str, Any] = {}
-        if lut is not None or color is not None:
-            colors = colour_table(lut, color=color)
-            changes["colors"] = colors
-            changes["lut"] = lut if isinstance(lut, str) and colors is None else None
-        if min is not None:
-            changes["min"] = float(min)
-        if max is not None:
-            changes["max"] = float(max)
-        if alpha is not None:
-            if not 0.0 <= alpha <= 1.0:
-                raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-            changes["alpha"] = float(alpha)
+        changes = overlay_changes(lut, color, min, max, alpha)
         with model.hold_sync():
             for key, value in changes.items():
                 setattr(model, key, value)
@@ -404,12 +402,14 @@ class PapayaViewer(anywidget.AnyWidget):
         return layer is not None and layer.version == version
 
     def _send_layer(self, request: Mapping[str, Any]) -> None:
-        """Answer a browser's fetch: queue the layer's chunks (``gone`` if it was replaced)."""
+        """Answer a browser's fetch: queue the layer's chunks with their ``revision`` (``gone`` if replaced)."""
         layer = self._layer(request.get("layer"))
         reply = {"layer": request.get("layer"), "version": request.get("version"), "transfer": request.get("transfer")}
         if layer is None or layer.version != request.get("version") or not isinstance(request.get("transfer"), str):
             self.send({"type": "gone", **reply})
             return
+        layer.refresh()
+        reply["revision"] = layer.revision
         self._transfers.start(str(request["transfer"]), layer, reply, bool(request.get("preview")))
 
     # ------------------------------------------------------------------ position
@@ -469,9 +469,11 @@ class PapayaViewer(anywidget.AnyWidget):
         """
         self._click_handlers.register_callback(callback, remove=remove)
 
-    def _handle_browser_message(self, _widget: Any, content: Mapping[str, Any], _buffers: Any) -> None:
+    def _handle_browser_message(self, _widget: Any, content: Mapping[str, Any], buffers: Any) -> None:
         kind = content.get("type")
-        if kind == "fetch":
+        if kind in EDIT_MESSAGES:
+            self._handle_edit_message(str(kind), content, list(buffers or []))
+        elif kind == "fetch":
             self._send_layer(content)
         elif kind == "ack":
             self._transfers.acknowledge(content.get("transfer"), content.get("bytes"))

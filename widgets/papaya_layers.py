@@ -9,8 +9,9 @@ large volume arrives while the volume is still travelling, a replaced image stop
 travelling at once, and a page that went away holds up nothing else. A
 :class:`PapayaOverlay` is an overlay's child widget model: its display settings sync on
 their own, so changing one overlay's colours or opacity sends a few bytes of state and
-never voxels. Versions leave room for patches of changed voxels (an edit sends a diff,
-not the whole mask).
+never voxels. An editable mask's voxels change in place by patches (see
+:mod:`widgets.papaya_edit`): each counts a revision of its layer, and a later fetch sends
+the voxels as they are then.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import ipywidgets
 import numpy as np
 import traitlets
 
+from imaging_lib.errors import ImageTooLarge
+from imaging_lib.limits import VIEWER_MAX_BYTES
 from imaging_lib.volume import Volume
 
 from .papaya_encoding import (
@@ -36,7 +39,17 @@ from .papaya_encoding import (
     voxels_3d,
 )
 
-__all__ = ["TRANSFER_WINDOW", "Layer", "PapayaOverlay", "Transfers", "display_settings", "mib", "sent_nbytes"]
+__all__ = [
+    "TRANSFER_WINDOW",
+    "Layer",
+    "PapayaOverlay",
+    "Transfers",
+    "display_settings",
+    "mib",
+    "over_budget",
+    "overlay_changes",
+    "sent_nbytes",
+]
 
 TRANSFER_WINDOW = 4 * CHUNK_BYTES
 """Bytes of one transfer sent ahead of the page's acknowledgements: enough to keep the
@@ -50,6 +63,17 @@ def mib(nbytes: int) -> str:
     return f"{nbytes / 1024**2:.0f} MiB"
 
 
+def over_budget(source: str, nbytes: int) -> ImageTooLarge | None:
+    """The error of images taking ``nbytes`` in a browser tab, over :data:`~imaging_lib.limits.VIEWER_MAX_BYTES`."""
+    if nbytes <= VIEWER_MAX_BYTES:
+        return None
+    return ImageTooLarge(
+        source,
+        f"the viewer would hold {mib(nbytes)} of images in the browser, over its limit of "
+        f"{mib(VIEWER_MAX_BYTES)}: show a crop or a downsampled copy (e.g. array[::2, ::2, ::2])",
+    )
+
+
 def sent_nbytes(array: np.ndarray) -> int:
     """Bytes ``array`` takes in the browser (64-bit integers and halves become 32-bit there)."""
     itemsize = array.dtype.itemsize
@@ -59,13 +83,21 @@ def sent_nbytes(array: np.ndarray) -> int:
 
 
 class Layer:
-    """One image the browser can fetch: its id, data version and encoded parts."""
+    """One image the browser can fetch: its id, data version, edit revision and encoded parts.
+
+    ``version`` names the data the browser fetches (a new version means: fetch again);
+    ``revision`` counts the patches applied to an editable mask's voxels in place since
+    (a fetch sends the voxels as they are then, with the revision they hold).
+    """
 
     def __init__(self, volume: Volume, *, window: tuple[float, float] = (0.0, 0.0)) -> None:
         array = voxels_3d(volume)
         self.id = uuid.uuid4().hex
         self.version = 1
+        self.revision = 0
         self.volume = volume
+        self._encoded = (volume, 0)
+        self.window = window
         self.full = encode_for_papaya(volume, window=window)
         stride = preview_stride(array.shape, self.full.body.nbytes)
         self.preview = encode_for_papaya(volume, stride=stride, window=window) if stride > 1 else None
@@ -78,6 +110,22 @@ class Layer:
     def spec(self) -> dict[str, Any]:
         """What the browser needs to know before fetching."""
         return {"id": self.id, "version": self.version, "nbytes": self.nbytes, "preview": self.preview is not None}
+
+    def patched(self) -> int:
+        """Count a patch applied to the voxels in place; returns the new revision."""
+        self.revision += 1
+        return self.revision
+
+    def refresh(self) -> None:
+        """Encode the voxels again if they were replaced or patched since they were last encoded.
+
+        A 0/1 mask's encoding is a packed copy, so a fetch under way keeps sending the
+        voxels as they were when it started, whatever patches arrive meanwhile.
+        """
+        volume, revision = self._encoded
+        if volume is not self.volume or revision != self.revision:
+            self.full = encode_for_papaya(self.volume, window=self.window)
+            self._encoded = (self.volume, self.revision)
 
 
 class PapayaOverlay(ipywidgets.Widget):
@@ -97,21 +145,34 @@ class PapayaOverlay(ipywidgets.Widget):
     min = traitlets.Float(None, allow_none=True).tag(sync=True)
     max = traitlets.Float(None, allow_none=True).tag(sync=True)
     alpha = traitlets.Float(0.6).tag(sync=True)
+    editable = traitlets.Bool(False).tag(sync=True)
 
     def spec(self) -> dict[str, Any]:
-        """Id, name, lut, colors, min, max and alpha (no voxel data)."""
-        keys = ("name", "lut", "colors", "min", "max", "alpha")
+        """Id, name, lut, colors, min, max, alpha and editable (no voxel data)."""
+        keys = ("name", "lut", "colors", "min", "max", "alpha", "editable")
         return {"id": self.layer_id, **{key: getattr(self, key) for key in keys}}
 
 
 def display_settings(
-    overlay: Volume, lut: Any, color: Any, low: float | None, high: float | None, alpha: float
+    overlay: Volume,
+    lut: Any,
+    color: Any,
+    low: float | None,
+    high: float | None,
+    alpha: float,
+    *,
+    binary: bool | None = None,
 ) -> dict[str, Any]:
-    """Papaya settings of an overlay: named table or knots, display range, opacity."""
+    """Papaya settings of an overlay: named table or knots, display range, opacity.
+
+    A 0/1 mask (``binary``; by default: if its voxels are 0 and 1) is drawn solid in its
+    table's colour; an empty mask to be edited is given ``binary=True``.
+    """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     colors = colour_table(lut, color=color)
-    if color is None and colors is None and low is None and high is None and is_mask(np.asarray(overlay.array)):
+    binary = is_mask(np.asarray(overlay.array)) if binary is None else binary
+    if color is None and colors is None and low is None and high is None and binary:
         hue = MASK_COLOURS.get(lut)
         colors = [[0.0, *hue], [1.0, *hue]] if hue else None
         low, high = 0.0, (1.0 if hue else 2.0)  # other tables: 1 maps to their middle colour
@@ -124,6 +185,24 @@ def display_settings(
         "max": None if high is None else float(high),
         "alpha": float(alpha),
     }
+
+
+def overlay_changes(lut: Any, color: Any, low: float | None, high: float | None, alpha: float | None) -> dict[str, Any]:
+    """The overlay settings :meth:`PapayaViewer.update_overlay` changes (only those given)."""
+    changes: dict[str, Any] = {}
+    if lut is not None or color is not None:
+        colors = colour_table(lut, color=color)
+        changes["colors"] = colors
+        changes["lut"] = lut if isinstance(lut, str) and colors is None else None
+    if low is not None:
+        changes["min"] = float(low)
+    if high is not None:
+        changes["max"] = float(high)
+    if alpha is not None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        changes["alpha"] = float(alpha)
+    return changes
 
 
 def layer_chunks(layer: Layer, reply: Mapping[str, Any], with_preview: bool) -> Iterator[tuple[dict, list]]:

@@ -3,14 +3,19 @@
 For the opened study the panel accepts or rejects its prediction with a comment, labels
 the study (lesion / no lesion) and the viewer's current slice, marks the mask shown (a
 saved segmentation or the latest label mask) as reviewed, and shows the history of label
-versions (who, when, tool, decision), any of which can be restored. Saving goes through
-:func:`imaging_lib.store.labels.save_label_version` with the version the panel shows as
-parent: if someone saved meanwhile, the panel says so, keeps the edit as a branch and
-shows the newer version.
+versions (who, when, tool, decision), any of which can be restored. It opens the label
+mask (the latest version's, or an empty one on the study's grid) in the viewer's edit mode
+(brush, eraser, fill, interpolation, undo: :mod:`widgets.papaya_edit`) and saves the edited
+mask as a new version whose tool names what drew it (``brush+eraser``...). Saving goes
+through :func:`imaging_lib.store.labels.save_label_version` with the version the panel
+shows as parent: if someone saved meanwhile, the panel says so, keeps the edit as a
+branch and shows the newer version; a mask off the study's grid is refused with the reason.
 
 Who saves is :meth:`ReviewPanel.who`: the ``user`` the dashboard gives, else
 :func:`imaging_lib.store.records.current_user` (``IMAGING_USER``, ``JUPYTERHUB_USER`` or
-the OS user).
+the OS user). Whether they may save or edit at all is the ``review`` permission of
+:mod:`imaging_lib.identity`: the buttons are shown to those who hold it
+(:func:`widgets.access.gate`) and every save asks :func:`~imaging_lib.identity.require`.
 
 :func:`review_counts_html` draws the landing page's counts.
 """
@@ -27,13 +32,27 @@ from imaging_lib.errors import ImagingError, StaleLabelVersion
 from imaging_lib.identity import require
 from imaging_lib.store import layout, records, review
 from imaging_lib.store.catalog import Catalog
-from imaging_lib.store.labels import label_history, revert, save_label_version
+from imaging_lib.store.labels import editable_mask, label_history, revert, save_label_version
+from imaging_lib.volume import Volume
 
 from .access import gate
 
-__all__ = ["COUNT_TILES", "TOOL", "ReviewPanel", "history_html", "review_counts_html"]
+__all__ = [
+    "COUNT_TILES",
+    "LABEL_OVERLAY",
+    "TOOL",
+    "ReviewPanel",
+    "history_html",
+    "review_counts_html",
+]
 
 TOOL = "review-panel"
+#: Name of the label mask's overlay in the viewer (the latest version's mask, and the one edited).
+LABEL_OVERLAY = "label mask"
+EDIT_HELP = (
+    "Editing the label mask: B brush, E eraser, F fill, I interpolate, [ ] size, { } slices, "
+    "Ctrl+Z undo, Ctrl+Shift+Z redo."
+)
 #: The landing page's tiles: count name, label and colour.
 COUNT_TILES = (
     ("studies", "Studies", "#455a64"),
@@ -44,6 +63,7 @@ COUNT_TILES = (
 )
 LABEL_NAMES = {"lesion": "lesion", "no_lesion": "no lesion"}
 UNLABELLED = "unlabelled"
+
 
 
 def review_counts_html(counts: Mapping[str, int]) -> str:
@@ -184,6 +204,10 @@ class ReviewPanel(ipywidgets.VBox):
         self.mark_reviewed_button = ipywidgets.Button(
             description="Mark mask reviewed", icon="check-square", layout=auto
         )
+        self.edit_mask_button = ipywidgets.Button(description="Edit label mask", icon="paint-brush", layout=auto)
+        self.save_mask_button = ipywidgets.Button(
+            description="Save edited mask", icon="save", button_style="primary", layout=auto, disabled=True
+        )
         self.history_table = ipywidgets.HTML()
         self.revert_choice = ipywidgets.Dropdown(options=[], layout=ipywidgets.Layout(width="14em"))
         self.revert_button = ipywidgets.Button(description="Revert to this version", icon="undo", layout=auto)
@@ -201,8 +225,12 @@ class ReviewPanel(ipywidgets.VBox):
             self.save_slice_button,
             self.mark_reviewed_button,
             self.revert_button,
+            self.edit_mask_button,
+            self.save_mask_button,
         ):
             gate(button, "review")  # shown to reviewers only; _save refuses a forged click
+        self.edit_mask_button.on_click(lambda _b: self.edit_mask())
+        self.save_mask_button.on_click(lambda _b: self.save_edited_mask())
         if viewer is not None:
             viewer.observe(self._show_slice, names="coordinate")
         row = ipywidgets.HBox
@@ -218,6 +246,7 @@ class ReviewPanel(ipywidgets.VBox):
                 row([self.slice_label, self.save_slice_button]),
                 ipywidgets.HTML("Mask shown:"),
                 row([self.mask_choice, self.mark_reviewed_button]),
+                row([self.edit_mask_button, self.save_mask_button]),
                 self.message,
                 ipywidgets.HTML("<h4>Label history</h4>"),
                 self.history_table,
@@ -269,6 +298,7 @@ class ReviewPanel(ipywidgets.VBox):
         self.revert_choice.options = [str(record["version"]) for record in reversed(self.history)]
         self.revert_choice.value = self.revert_choice.options[0] if self.history else None
         self.revert_button.disabled = not self.history
+        self.edit_mask_button.disabled = self.viewer is None
         self._show_slice()
 
     def _show_slice(self, _change: Any = None) -> None:
@@ -292,7 +322,9 @@ class ReviewPanel(ipywidgets.VBox):
         )
 
     # ------------------------------------------------------------------ actions
-    def _save(self, action: Callable[..., dict[str, Any]], **changes: Any) -> dict[str, Any] | None:
+    def _save(
+        self, action: Callable[..., dict[str, Any]], *, tool: str = TOOL, **changes: Any
+    ) -> dict[str, Any] | None:
         """Save through ``action`` on the version shown; say what happened; None if refused.
 
         Every save needs the ``review`` permission (:func:`imaging_lib.identity.require`),
@@ -304,7 +336,7 @@ class ReviewPanel(ipywidgets.VBox):
         try:
             require("review")
             record = action(
-                self.store, self.study_uid, parent=parent, comment=comment, tool=TOOL, created_by=self.who(), **changes
+                self.store, self.study_uid, parent=parent, comment=comment, tool=tool, created_by=self.who(), **changes
             )
         except StaleLabelVersion as exc:
             self.refresh()
@@ -315,7 +347,8 @@ class ReviewPanel(ipywidgets.VBox):
             return None
         self.comment.value = ""
         self.refresh()
-        self._say(f"Saved {record['version']} by {record['provenance']['created_by']}.")
+        drawn = f" ({tool})" if tool != TOOL else ""
+        self._say(f"Saved {record['version']}{drawn} by {record['provenance']['created_by']}.")
         if self._on_saved is not None:
             self._on_saved(record)
         return record
@@ -361,3 +394,40 @@ class ReviewPanel(ipywidgets.VBox):
             self._say("Choose a version first.", error=True)
             return None
         return self._save(revert, version=version)
+
+    # ------------------------------------------------------------------ the label mask
+    def edit_mask(self) -> None:
+        """Open the label mask in the viewer's edit mode (the latest version's, or an empty one)."""
+        if self.viewer is None:
+            self._say("Editing needs a viewer.", error=True)
+            return
+        try:
+            require("review")  # the button is shown to reviewers only; this refuses a forged click
+            if LABEL_OVERLAY not in (overlay["name"] for overlay in self.viewer.overlays):
+                mask = editable_mask(self.store, self.study_uid, self.latest or None)
+                self.viewer.add_overlay(mask, lut="Blue Overlay", alpha=0.5, name=LABEL_OVERLAY, editable=True)
+            self.viewer.edit(LABEL_OVERLAY)
+        except ImagingError as exc:
+            self._say(f"The label mask cannot be edited: {exc.reason}", error=True)
+            return
+        self.save_mask_button.disabled = False
+        self._say(EDIT_HELP)
+
+    def save_edited_mask(self) -> dict[str, Any] | None:
+        """Save the viewer's label mask as a new version; its tool names what drew it (``brush+eraser``...)."""
+        viewer = self.viewer
+        if viewer is None or not viewer.edit_overlay:
+            self._say("Open the label mask for editing first.", error=True)
+            return None
+        if viewer.edits_arriving(LABEL_OVERLAY):
+            self._say("An edit is still arriving from the browser: save again in a moment.", error=True)
+            return None
+        tools = viewer.edited_with(LABEL_OVERLAY)
+        if not tools:
+            self._say("Nothing was drawn since the last save.", error=True)
+            return None
+        mask = Volume(viewer.mask(LABEL_OVERLAY), viewer.volume.affine)
+        record = self._save(save_label_version, mask=mask, tool="+".join(tools))
+        if record is not None:
+            viewer.mark_saved(LABEL_OVERLAY)
+        return record

@@ -19,6 +19,7 @@ from imaging_lib.errors import ImageTooLarge, InvalidGeometry, UnsupportedImage
 from imaging_lib.io.nifti import nifti_from_bytes, write_nifti
 from imaging_lib.limits import VIEWER_MAX_BYTES
 from imaging_lib.volume import Volume
+from support.viewer_messages import assemble, fetch, nbytes
 from widgets import PapayaViewer, link_viewers, papaya_encoding
 from widgets.papaya_encoding import CHUNK_BYTES, as_volume, colour_table, display_affine, is_mask, single_plane
 
@@ -32,45 +33,6 @@ def _mask(volume: Volume) -> np.ndarray:
     mask = np.zeros(volume.shape[:3], np.uint8)
     mask[100:150, 90:140, 8:12] = 1
     return mask
-
-
-def nbytes(buffers) -> int:
-    return sum(memoryview(b).nbytes for b in buffers)
-
-
-def fetch(viewer: PapayaViewer, layer: str, version: int = 1, preview: bool = False) -> list[tuple[dict, list]]:
-    """Play the browser asking for a layer and acknowledging each chunk; return what the kernel sent."""
-    sent: list[tuple[dict, list]] = []
-    viewer.send = lambda content, buffers=None: sent.append((content, list(buffers or [])))  # type: ignore[method-assign]
-    request = {"type": "fetch", "layer": layer, "version": version, "preview": preview, "transfer": "t1"}
-    viewer._handle_browser_message(viewer, request, [])
-    acknowledged = 0
-    while acknowledged < len(sent):
-        content, buffers = sent[acknowledged]
-        acknowledged += 1
-        if content["type"] == "chunk":
-            viewer._handle_browser_message(viewer, {"type": "ack", "transfer": "t1", "bytes": nbytes(buffers)}, [])
-    del viewer.send
-    return sent
-
-
-def assemble(messages: list[tuple[dict, list]], part: str = "full") -> tuple[bytes, dict]:
-    """Join the chunks of one part as the browser does; return the file and its description."""
-    chunks = [(content, buffers) for content, buffers in messages if content.get("part") == part]
-    assert chunks, f"no {part} chunks"
-    file = bytearray(chunks[0][0]["total"])
-    for content, buffers in chunks:
-        offset = content["offset"]
-        for buffer in buffers:
-            view = memoryview(buffer).cast("B")
-            if content["encoding"] == "bits":
-                voxels = np.unpackbits(np.frombuffer(view, np.uint8), count=content["voxels"], bitorder="little")
-                file[offset : offset + voxels.size] = voxels.tobytes()
-                offset += voxels.size
-            else:
-                file[offset : offset + view.nbytes] = view
-                offset += view.nbytes
-    return bytes(file), chunks[0][0]
 
 
 def decoded(file: bytes, described: dict) -> Volume:

@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 
 from support.browser import assert_real_image, chromium_context, collect_console, colour_fraction, screenshot_pixels
+from support.papaya_page import LOAD_TIMEOUT_MS, main_canvas, on_main_slice, run_all_cells, viewer_js
 from support.servers import jupyterlab_server, notebook7_server, voila_server, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 RED = (255, 0, 0)
 GOTO_TARGET = (60, 180, 15)
-LOAD_TIMEOUT_MS = 120_000
 
 BRAIN_CELL = f"""
 import json
@@ -207,36 +207,11 @@ def layout_page(voila, browser):
 
 
 # ---------------------------------------------------------------------- page helpers
-def viewer_js(page, selector: str, expression: str, argument=None):
-    """Evaluate ``expression`` with ``view`` bound to the widget view of ``selector``."""
-    return page.evaluate(
-        f"([selector, arg]) => {{ const view = document.querySelector(selector).imagingPapaya; return {expression}; }}",
-        [selector, argument],
-    )
-
-
-def main_canvas(page, selector: str):
-    return page.locator(f"{selector} canvas").first
-
-
 def click_voxel(page, selector: str, ijk) -> None:
     main_canvas(page, selector).scroll_into_view_if_needed()
     point = viewer_js(page, selector, "view.screenPointOf(arg)", list(ijk))
     assert point is not None, "viewer not ready"
     page.mouse.click(point["x"], point["y"])
-
-
-def on_main_slice(page, selector: str, ijk) -> tuple[int, int, int]:
-    """``ijk`` with its out-of-plane index replaced by the slice the main (axial) view shows.
-
-    A click on the main view moves the two in-plane indices only; which voxel axis is
-    out of plane depends on how Papaya reoriented the volume.
-    """
-    current = viewer_js(page, selector, "view.currentVoxel().ijk")
-    axis = viewer_js(page, selector, "view.viewer.volume.header.orientation.orientation.toUpperCase().indexOf('Z')")
-    target = [int(v) for v in ijk]
-    target[axis] = int(current[axis])
-    return tuple(target)
 
 
 def wait_for_label(page, selector: str, previous: str = "") -> dict:
@@ -314,22 +289,6 @@ def test_voila_shows_brain_with_mask_clicks_back_and_goes_to(voila, browser, bra
     finally:
         page.close()
     assert not [url for url in failed if "papaya" in url.lower()], "the widget must need no network"
-
-
-def run_all_cells(page) -> None:
-    """Run every cell of the notebook open in JupyterLab or Notebook 7 once its kernel is up."""
-    page.wait_for_function(
-        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-        " && window.jupyterapp.shell.currentWidget.sessionContext"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-        " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel",
-        timeout=LOAD_TIMEOUT_MS,
-    )
-    page.evaluate(
-        "async () => { const panel = window.jupyterapp.shell.currentWidget;"
-        " await panel.sessionContext.ready;"
-        " await window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
-    )
 
 
 def check_ct_viewer(page) -> None:

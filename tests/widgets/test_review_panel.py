@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from imaging_lib.science.segment import grow_region
@@ -9,9 +10,11 @@ from imaging_lib.store import layout, review
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.labels import label_history, latest_label, read_label_mask, save_label_version
 from imaging_lib.store.objects import Store
+from imaging_lib.volume import Volume
 from support.reviewed import copy_store, predicted_brain_store
+from support.viewer_messages import Page
 from widgets.papaya import PapayaViewer
-from widgets.review_panel import ReviewPanel, history_html, review_counts_html
+from widgets.review_panel import LABEL_OVERLAY, ReviewPanel, history_html, review_counts_html
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +130,72 @@ def test_refused_edits_say_why_and_save_nothing(study, monkeypatch):
     assert latest_label(store, uid)["version"] == "v000001"
     assert panel.set_study_label(None) is None and panel.revert_to(None) is None
     assert len(label_history(store, uid)) == 1 and review.is_accepted(latest_label(store, uid)) is False
+
+
+def _brush_disk(panel: ReviewPanel, page: Page, centre, radius: int, tool: str = "brush") -> np.ndarray:
+    """Play a page's stroke on the edited label mask: a disk of voxels on one slice; return their flat indices."""
+    viewer = panel.viewer
+    shape = viewer.volume.shape[:3]
+    i, j = np.ogrid[: shape[0], : shape[1]]
+    disk = np.zeros(shape, bool)
+    disk[..., centre[2]] = (i - centre[0]) ** 2 + (j - centre[1]) ** 2 <= radius**2
+    current = viewer.mask(LABEL_OVERLAY)
+    changed = np.flatnonzero((disk & (current != (tool == "brush"))).ravel(order="F"))
+    layer = viewer.edit_overlay
+    revision = viewer._overlay_layers[layer].revision
+    assert page.patch(layer, revision, changed, int(tool == "brush"), tool=tool)[0][0]["type"] == "patched"
+    return changed
+
+
+def test_the_label_mask_is_edited_in_the_viewer_and_saved_as_a_version_naming_its_tools(study):
+    store, uid, volume = study
+    viewer = PapayaViewer(volume)
+    page = Page(viewer)
+    panel = ReviewPanel(store, uid, viewer=viewer, user="reviewer-f")
+    assert panel.save_mask_button.disabled and not panel.edit_mask_button.disabled
+    panel.edit_mask_button.click()
+    assert viewer.edit_overlay == viewer._overlay_model(LABEL_OVERLAY).layer_id and not panel.save_mask_button.disabled
+    assert "B brush" in _message(panel) and not viewer.mask(LABEL_OVERLAY).any(), "no label yet: an empty mask"
+    assert panel.save_edited_mask() is None and "Nothing was drawn" in _message(panel)
+
+    _brush_disk(panel, page, (120, 110, 10), 12)
+    _brush_disk(panel, page, (120, 110, 10), 4, tool="eraser")
+    panel.save_mask_button.click()
+    saved = latest_label(store, uid)
+    assert saved["tool"] == "brush+eraser" and saved["provenance"]["created_by"] == "reviewer-f"
+    assert "Saved v000001 (brush+eraser) by reviewer-f" in _message(panel)
+    np.testing.assert_array_equal(read_label_mask(store, saved).array, viewer.mask(LABEL_OVERLAY))
+    assert viewer.edited_with(LABEL_OVERLAY) == []
+
+    viewer.remove_overlay(LABEL_OVERLAY)  # a fresh viewer opens the saved mask and edits on from it
+    panel.edit_mask_button.click()
+    np.testing.assert_array_equal(viewer.mask(LABEL_OVERLAY), read_label_mask(store, saved).array)
+    page = Page(viewer)
+    _brush_disk(panel, page, (60, 60, 4), 5)
+    save_label_version(store, uid, parent="v000001", study_label="lesion", created_by="reviewer-g")  # meanwhile
+    assert panel.save_edited_mask() is None
+    assert "v000002 was saved meanwhile" in _message(panel) and "kept as v000002-branch" in _message(panel)
+    (branch,) = [row for row in panel.history if row["branch"]]
+    np.testing.assert_array_equal(read_label_mask(store, branch).array, viewer.mask(LABEL_OVERLAY))
+    assert branch["tool"] == "brush" and panel.latest["version"] == "v000002"
+
+
+def test_a_mask_off_the_studys_grid_and_a_reviewer_without_the_right_are_refused_clearly(study, monkeypatch):
+    store, uid, volume = study
+    viewer = PapayaViewer(Volume(volume.array[:, :, :10], volume.affine))
+    viewer.add_overlay(np.zeros((256, 256, 10), np.uint8), name=LABEL_OVERLAY, editable=True)
+    panel = ReviewPanel(store, uid, viewer=viewer, user="reviewer-h")
+    panel.edit_mask_button.click()
+    _brush_disk(panel, Page(viewer), (100, 100, 5), 6)
+    assert panel.save_edited_mask() is None
+    assert "Not saved: mask shape (256, 256, 10) differs from the study&#x27;s (256, 256, 20)" in _message(panel)
+    assert label_history(store, uid) == []
+
+    for name, value in {"IMAGING_ACCESS": "team", "IMAGING_USER": "visitor", "IMAGING_USER_GROUPS": "viewer"}.items():
+        monkeypatch.setenv(name, value)
+    denied = ReviewPanel(store, uid, viewer=PapayaViewer(volume))
+    assert denied.edit_mask_button.layout.display == "none" and denied.reject_button.layout.display == "none"
+    denied.edit_mask()  # as if the hidden buttons' clicks were forged
+    assert "cannot be edited: may not accept, reject or edit results and labels" in _message(denied)
+    denied.reject_button.click()
+    assert "Not saved: may not accept, reject" in _message(denied) and label_history(store, uid) == []
