@@ -5,7 +5,7 @@
 - No inner module imports the face (``__init__.py``) of a package it lives in:
   ``from imaging_lib import X`` or ``from .. import X`` is fine only when ``X`` is a module
   of the package (``_version``, ``settings``...), never a name the face binds.
-- Library modules do not print; the command line (``imaging_lib/cli.py``) does.
+- Library modules do not print; the command line (``imaging_lib/cli.py``, ``cli_models.py``) does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("imaging_lib", "widgets")
-PRINTS = {"imaging_lib/cli.py"}
+PRINTS = {"imaging_lib/cli.py", "imaging_lib/cli_models.py"}
 """The library modules that may print."""
 
 

@@ -34,6 +34,7 @@ PACKAGE_DATA = (
     "imaging_lib/reports/templates/cohort_report.ipynb",
     "imaging_lib/dashboard/apps/index.ipynb",
     "imaging_lib/dashboard/apps/jobs.ipynb",
+    "imaging_lib/dashboard/apps/models.ipynb",
     "imaging_lib/dashboard/apps/studies.ipynb",
     "imaging_lib/dashboard/apps/upload.ipynb",
     "imaging_lib/models/demo_lesion_cnn.pt",
@@ -126,7 +127,7 @@ def test_the_installed_package_runs_not_the_repository(installed, tmp_path):
     # the templates and the dashboards are package data, found through importlib.resources
     assert Path(found["templates"]) == packages / "imaging_lib" / "reports" / "templates"
     assert Path(found["apps"]) == packages / "imaging_lib" / "dashboard" / "apps"
-    assert found["app_files"] == ["index.ipynb", "jobs.ipynb", "studies.ipynb", "upload.ipynb"]
+    assert found["app_files"] == ["index.ipynb", "jobs.ipynb", "models.ipynb", "studies.ipynb", "upload.ipynb"]
 
 
 def test_demo_and_reports_run_from_an_empty_folder(installed, tmp_path):

@@ -8,6 +8,10 @@
   status line says what was sent, or the typed error (which never holds a secret).
 * **Download DICOM SEG/SR** builds the same objects on click and sends them as one zip
   over the kernel's websocket (a :class:`~widgets.download_button.DownloadButton`).
+
+Both need the ``export`` permission (researchers and admins of a team deployment): they
+are shown only to its holders (:func:`widgets.access.gate`) and both ask
+:func:`imaging_lib.identity.require` in the kernel, so a forged click exports nothing.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import ipywidgets
 
 from imaging_lib import settings
 from imaging_lib.errors import ImagingError
+from imaging_lib.identity import require
 from imaging_lib.interop import FORMATS, export_study
 from imaging_lib.interop.export import study_objects
 from imaging_lib.store import layout
 
+from .access import gate
 from .download_button import DownloadButton
 
 __all__ = ["DicomDownloadButton", "ExportButtons"]
@@ -56,7 +62,10 @@ class DicomDownloadButton(DownloadButton):
         ------
         imaging_lib.errors.NothingToExport
             If the study has no mask and no prediction (the button then shows why).
+        imaging_lib.errors.PermissionDenied
+            If this kernel's user may not export.
         """
+        require("export")
         objects, _ = study_objects(self.store, self.study_uid, self.formats)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
@@ -108,7 +117,8 @@ class ExportButtons(ipywidgets.VBox):
         self.send_button.add_class("imaging-send-to-archive")
         self.status = ipywidgets.HTML()
         self.status.add_class("imaging-export-status")
-        self.download = DicomDownloadButton(store, study_uid)
+        self.download = gate(DicomDownloadButton(store, study_uid), "export")
+        gate(self.send_button, "export")
         self.send_button.on_click(lambda _button: self.send())
         self.archive.observe(self._drop_credentials, names="value")
         super().__init__(
@@ -135,6 +145,7 @@ class ExportButtons(ipywidgets.VBox):
 
     def _send(self) -> None:
         try:
+            require("export")
             self.summary = export_study(
                 self.store,
                 self.study_uid,

@@ -65,7 +65,6 @@ LABEL_NAMES = {"lesion": "lesion", "no_lesion": "no lesion"}
 UNLABELLED = "unlabelled"
 
 
-
 def review_counts_html(counts: Mapping[str, int]) -> str:
     """The landing page's counts as coloured tiles (``.review-count`` with ``data-name`` and ``data-value``)."""
     tiles = "".join(

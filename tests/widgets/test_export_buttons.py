@@ -8,7 +8,7 @@ import zipfile
 import pydicom
 import pytest
 
-from imaging_lib.errors import ArchiveUnauthorized, NothingToExport
+from imaging_lib.errors import ArchiveUnauthorized, NothingToExport, PermissionDenied
 from support.phi import find_phi
 from widgets.export_buttons import DicomDownloadButton, ExportButtons
 
@@ -65,3 +65,19 @@ def test_a_refused_send_shows_the_typed_error_without_the_secret(results_store, 
     assert buttons.archive.value == "" and "never go in the address" in buttons.status.value  # not kept in state
     buttons.send().join(60)
     assert isinstance(buttons.error, ValueError) and SECRET not in buttons.status.value
+
+
+def test_a_reviewer_sees_no_export_and_forged_clicks_export_nothing(results_store, orthanc, monkeypatch):
+    for name, value in {"IMAGING_ACCESS": "team", "IMAGING_USER": "rita", "IMAGING_USER_GROUPS": "reviewer"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("IMAGING_DICOMWEB_USER", orthanc.username)
+    monkeypatch.setenv("IMAGING_DICOMWEB_PASSWORD", orthanc.password)
+    before, exports = orthanc.get("instances").json(), results_store.store.list("records/exports/")
+    buttons = ExportButtons(results_store.store, results_store.uids["ct"], archive_url=orthanc.dicomweb_url)
+    assert buttons.send_button.layout.display == "none" and buttons.download.layout.display == "none"
+    buttons.send().join(60)  # as if the hidden button's click were forged
+    assert type(buttons.error).__name__ == "PermissionDenied" and "may not export results" in buttons.status.value
+    assert orthanc.get("instances").json() == before
+    assert results_store.store.list("records/exports/") == exports
+    with pytest.raises(PermissionDenied, match="that needs the role researcher or admin"):
+        buttons.download.payload()
