@@ -109,6 +109,8 @@ class Job:
     job_id : str
     kind : str
         What the items are (``"batch"``, ``"report"``).
+    created_by : str or None
+        Who started it, as its record says (None: the current user).
     store : Store
     dashboard_link : str or None
         The Dask dashboard of the client the job runs on.
@@ -128,8 +130,10 @@ class Job:
         skipped: Iterable[str] = (),
         min_interval: float = 0.5,
         heartbeat: float = 5.0,
+        created_by: str | None = None,
     ) -> None:
         self.job_id = job_id
+        self.created_by = created_by
         self.kind = kind
         self.store = store
         self.client = client
@@ -210,7 +214,14 @@ class Job:
             "scheduler": self.client.scheduler.address if self.client.scheduler else None,
             "driver": {"host": socket.gethostname(), "pid": os.getpid()},
         }
-        return records.job_record(self.job_id, self.kind, state=state, parameters=self.meta, created_at=self.created_at)
+        return records.job_record(
+            self.job_id,
+            self.kind,
+            state=state,
+            parameters=self.meta,
+            created_at=self.created_at,
+            created_by=self.created_by,
+        )
 
     def wait(self, timeout: float | None = None) -> Job:
         """Block until every item has ended and the final record is written.

@@ -65,8 +65,9 @@ class TrainingJob(Job):
         client: Client,
         meta: Mapping[str, Any],
         resources: dict[str, float] | None,
+        created_by: str | None = None,
     ) -> None:
-        super().__init__(job_id, "training", list(trials), store, client, meta)
+        super().__init__(job_id, "training", list(trials), store, client, meta, created_by=created_by)
         self.trials = {trial: dict(params) for trial, params in trials.items()}
         self.resources = resources
         self._live: dict[str, dict[str, Any]] = {trial: {"status": "pending"} for trial in trials}
@@ -188,7 +189,7 @@ def run_training(
         "trials": len(trials),
     }
     task = functools.partial(run_trial, store=store, job_id=job_id, trials=trials, manifest=manifest, created_by=who)
-    job = TrainingJob(job_id, trials, store, client, {**meta, "created_by": who}, gpu_resources(client))
+    job = TrainingJob(job_id, trials, store, client, meta, gpu_resources(client), created_by=who)
     job._start(task, retries, TRANSIENT_ERRORS, 0.5)
     return job
 

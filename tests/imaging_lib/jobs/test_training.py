@@ -18,10 +18,12 @@ import time
 import cloudpickle
 import pytest
 
+from imaging_lib.errors import PermissionDenied
+from imaging_lib.identity import identity_for
 from imaging_lib.jobs import JobView, run_training
 from imaging_lib.jobs.training import gpu_resources
 from imaging_lib.models import register_builder
-from imaging_lib.models.registry import default_model, ensure_default_model, registered_models
+from imaging_lib.models.registry import default_model, ensure_default_model, read_model_record, registered_models
 from imaging_lib.store import layout
 from imaging_lib.store.objects import Store
 from imaging_lib.training import TrainingParams, grid
@@ -75,13 +77,16 @@ def test_a_sweep_runs_its_trials_in_parallel_with_live_metrics(local_dask_client
 
 
 def test_training_on_scheduler_and_worker_processes(dask_process_cluster, store):
+    rosa = identity_for("rosa", ["researcher"])  # the workers run as another account: the name travels
     with dask_process_cluster.client() as client:
-        job = run_training(store, {**TEST_PARAMS, "epochs": 3}, client=client).wait(300)
+        job = run_training(store, {**TEST_PARAMS, "epochs": 3}, client=client, identity=rosa).wait(300)
     record = JobView(store, job.job_id).snapshot()
     assert record["counts"]["done"] == 1 and _epochs(record) == {"trial-00": [1, 2, 3]}
     assert record["scheduler"] == dask_process_cluster.scheduler_address
     (model_id,) = registered_models(store)
     assert record["metrics"]["trials"]["trial-00"]["model_id"] == model_id
+    assert record["provenance"]["created_by"] == "rosa"
+    assert read_model_record(store, model_id)["provenance"]["created_by"] == "rosa"
 
 
 def test_a_trial_resumes_after_its_worker_is_killed(dask_process_cluster, store):
@@ -246,4 +251,10 @@ def test_an_unknown_architecture_is_refused_before_anything_is_submitted(local_d
 
     with pytest.raises(InvalidModelSpec, match="unknown architecture 'os.system'"):
         run_training(store, {**TEST_PARAMS, "architecture": "os.system"}, client=local_dask_client)
+    with pytest.raises(
+        PermissionDenied, match="user vera: may not train models: that needs the role researcher or admin"
+    ):
+        run_training(
+            store, TEST_PARAMS, client=local_dask_client, identity=identity_for("vera", ["viewer", "reviewer"])
+        )
     assert Catalog(store).jobs().empty
