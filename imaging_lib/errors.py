@@ -40,8 +40,10 @@ __all__ = [
     "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
+    "NothingMatched",
     "NothingToExport",
     "PermissionDenied",
+    "QueryTooBroad",
     "RegionTooLarge",
     "ReportFailed",
     "SampleDataMissing",
@@ -311,3 +313,11 @@ class ArchiveServerError(ArchiveError):
 
 class ArchiveResponseInvalid(ArchiveError):
     """The archive's answer is truncated or malformed (a multipart body cut short...)."""
+
+
+class NothingMatched(ImagingError):
+    """An archive query matched no study (or no series of the modality asked for)."""
+
+
+class QueryTooBroad(ImagingError):
+    """An archive query matched more studies or series than one ingest takes: narrow it."""
