@@ -43,6 +43,7 @@ __all__ = [
     "read_record",
     "report_record",
     "result_record",
+    "retrieval_record",
     "review_decision",
     "segmentation_record",
     "series_entry",
@@ -557,6 +558,32 @@ def quarantine_record(*, error: str, reason: str, content_digest: str | None, si
         "reason": reason,
         "content_digest": content_digest,
         "size": size,
+        "provenance": provenance(),
+    }
+
+
+def retrieval_record(
+    *, study_uid: str, series_uid: str, archive: str, instances: int, stored: int, quarantined: int
+) -> Record:
+    """That an archive series was retrieved whole and stored (ingest skips it next time).
+
+    Parameters
+    ----------
+    study_uid, series_uid : str
+        Its de-identified UIDs in the store (the original ones are never stored; the
+        record's key is their keyed hash).
+    archive : str
+        The archive's bare base URL (never with credentials).
+    instances, stored, quarantined : int
+        Instances received, stored, and refused.
+    """
+    return {
+        "study_uid": study_uid,
+        "series_uid": series_uid,
+        "archive": archive,
+        "instances": instances,
+        "stored": stored,
+        "quarantined": quarantined,
         "provenance": provenance(),
     }
 

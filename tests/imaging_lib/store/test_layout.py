@@ -21,6 +21,7 @@ VALUES = {
     "name": "0" * 64,
     "version": "v000003-branch-1a2b3c4d",
     "mask_sha256": "ab" * 32,
+    "series_digest": "cd" * 32,
 }
 
 
