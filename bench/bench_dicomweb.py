@@ -141,9 +141,8 @@ def main() -> None:
             )
             ingested, growth[name] = (int(value) for value in done.stdout.split()[-2:])
             assert ingested == len(files), done.stdout
-            print(
-                f"peak memory: the {name} ingest of {size / 2**20:.1f} MiB grows peak RSS by {growth[name] / 2**20:.0f} MiB"
-            )
+            grown = growth[name] / 2**20
+            print(f"peak memory: the {name} ingest of {size / 2**20:.1f} MiB grows peak RSS by {grown:.0f} MiB")
         print(f"dicomweb_peak_rss_over_series {growth['archive'] / size:.3f}")
         print(f"dicomweb_peak_rss_vs_files_ratio {growth['archive'] / growth['files']:.3f}")
         print(f"dicomweb_vs_plain_retrieve_ratio {best['archive'] / best['plain']:.3f}")
