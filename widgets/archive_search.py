@@ -96,6 +96,14 @@ class ArchiveSearch(ipywidgets.VBox):
         form = ipywidgets.HBox([self.patient, self.modality])
         dates = ipywidgets.HBox([self.since, self.until, self.search_button])
         super().__init__([title, form, dates, self.matches, self.ingest_button, self.progress, self.status])
+        for widget, name in (
+            (self.patient, "archive-patient"),
+            (self.search_button, "archive-search-button"),
+            (self.matches, "archive-matches"),
+            (self.ingest_button, "archive-ingest-button"),
+            (self.progress, "archive-progress"),
+        ):
+            widget.add_class(name)
         self.add_class("archive-search")
         gate(self, "upload")
 
