@@ -75,6 +75,15 @@ def _ct_slices(count: int) -> list[pydicom.Dataset]:
     return slices
 
 
+def _shifted_slices(count: int) -> list[pydicom.Dataset]:
+    """CT slices each stored shifted by its own intercept (-1024, -924, ...): the same HU on every slice."""
+    slices = _ct_slices(count)
+    for k, dataset in enumerate(slices):
+        dataset.RescaleIntercept = -1024 + 100 * k
+        dataset.PixelData = (dataset.pixel_array.astype(np.int16) - 100 * k).tobytes()
+    return slices
+
+
 @needs_dcm2niix
 def test_enhanced_ct_applies_the_shared_rescale_and_agrees_with_dcm2niix(tmp_path):
     slices = _ct_slices(6)
@@ -132,10 +141,7 @@ def test_frames_with_their_own_rescale_each_get_theirs(tmp_path):
     dcm2niix (1.0.20220720) applies one rescale to all frames, so the reference here is
     the single-frame files the enhanced file was converted from.
     """
-    slices = _ct_slices(4)
-    for k, dataset in enumerate(slices):
-        dataset.RescaleIntercept = -1024 + 100 * k
-        dataset.PixelData = (dataset.pixel_array.astype(np.int16) - 100 * k).tobytes()
+    slices = _shifted_slices(4)
     path = _legacy_converted(slices, tmp_path / "per_frame.dcm")
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
     intercepts = [
@@ -152,3 +158,19 @@ def test_frames_with_their_own_rescale_each_get_theirs(tmp_path):
     hounsfield = slices[0].pixel_array.astype(np.int32) + int(slices[0].RescaleIntercept)
     for k in range(volume.shape[2]):
         np.testing.assert_array_equal(volume.array[:, :, k], hounsfield.T)  # the same HU on every slice
+
+
+def test_the_functional_groups_survive_deidentification_so_ingest_stores_the_same_volume(tmp_path):
+    from imaging_lib.ingestion.batch import ingest
+    from imaging_lib.store.objects import Store
+
+    slices = _shifted_slices(4)
+    path = _legacy_converted(slices, tmp_path / "per_frame.dcm")
+    store = Store(tmp_path / "store")
+    summary = ingest(path, store, secret="enhanced-ingest-secret-0123456789", progress=False)
+    assert len(summary.ingested) == 1 and summary.ok, str(summary)
+    (volume_key,) = store.list("volumes/")
+    stored, read = store.read_volume(volume_key), read_dicom_series(path)
+    np.testing.assert_array_equal(stored.array, read.array)
+    np.testing.assert_allclose(stored.affine, read.affine)
+    assert stored.array.min() < -800  # HU, each frame's own intercept applied
