@@ -40,14 +40,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+_QUERY_OPTIONS = ("patient", "study", "modality", "since", "until")
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from .ingestion import ingest
+    from .interop.archive_access import ARCHIVE_PREFIX
     from .store import Store
 
-    store = Store(args.store)
-    summary = ingest(args.paths, store, allow_burned_in=args.allow_burned_in, progress=True)
+    query = {name: getattr(args, name) for name in _QUERY_OPTIONS if getattr(args, name)}
+    sources: Any = args.paths
+    try:
+        if any(str(path).startswith(ARCHIVE_PREFIX) for path in args.paths):
+            from .interop import DicomwebArchive
+
+            if len(args.paths) != 1:
+                raise ValueError("give one archive address, or files and folders")
+            options = {"timeout": args.timeout, "attempts": args.attempts, "allow_insecure": args.allow_insecure_http}
+            sources = DicomwebArchive(args.paths[0], **options)
+        elif query:
+            raise ValueError(f"--{', --'.join(query)}: a query is for an archive (dicomweb+http(s)://...)")
+        store = Store(args.store)
+        summary = ingest(sources, store, query=query or None, allow_burned_in=args.allow_burned_in, progress=True)
+    except ValueError as exc:  # a bad address or query: the message never repeats a secret or an identifier
+        print(f"imaging-lab ingest: {exc}", file=sys.stderr)
+        return 2
     print(f"{summary}\nstore: {store.url}")
-    return 1 if summary.quarantined else 0
+    return 0 if summary.ok else 1
 
 
 def _cmd_key(args: argparse.Namespace) -> int:
@@ -206,13 +225,33 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     ingest = commands.add_parser(
-        "ingest", help="de-identify and store DICOM/NIfTI files, folders, zips or gs:// URLs", parents=[store]
+        "ingest",
+        help="de-identify and store DICOM/NIfTI files, folders, zips, gs:// URLs, or a DICOMweb archive's series",
+        parents=[store],
     )
-    ingest.add_argument("paths", nargs="+", help="files, folders, zip archives or gs:// URLs")
+    ingest.add_argument(
+        "paths",
+        nargs="+",
+        help="files, folders, zip archives or gs:// URLs; or one archive, dicomweb+http(s)://host:port/path "
+        "(credentials from IMAGING_DICOMWEB_USER/PASSWORD or _TOKEN, or a keyring) with a query below",
+    )
     ingest.add_argument(
         "--allow-burned-in",
         action="store_true",
         help="accept images that declare or may carry burned-in text (US, SC, OT, XC; refused by default)",
+    )
+    archive = ingest.add_argument_group("archive query (QIDO-RS; a patient ID or a study UID is required)")
+    archive.add_argument("--patient", default=None, help="Patient ID, matched exactly")
+    archive.add_argument("--study", action="append", default=None, help="Study Instance UID (repeat for more)")
+    archive.add_argument("--modality", default=None, help="only series of this modality (CT, MR...)")
+    archive.add_argument("--since", default=None, help="studies on or after this date (YYYY-MM-DD)")
+    archive.add_argument("--until", default=None, help="studies on or before this date (YYYY-MM-DD)")
+    archive.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each answer (default 60)")
+    archive.add_argument("--attempts", type=int, default=3, help="tries of each request before it fails (default 3)")
+    archive.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="send credentials over plain http:// to another machine (refused by default)",
     )
     ingest.set_defaults(func=_cmd_ingest)
 

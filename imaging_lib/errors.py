@@ -41,8 +41,10 @@ __all__ = [
     "ModelChecksumMismatch",
     "ModelError",
     "ModelNotFound",
+    "NothingMatched",
     "NothingToExport",
     "PermissionDenied",
+    "QueryTooBroad",
     "RegionTooLarge",
     "ReportFailed",
     "SampleDataMissing",
@@ -326,3 +328,11 @@ class InvalidTrainingSet(TrainingError):
 
 class TrainingDiverged(TrainingError):
     """The loss became NaN or infinite; the trial stops and registers nothing."""
+
+
+class NothingMatched(ImagingError):
+    """An archive query matched no study (or no series of the modality asked for)."""
+
+
+class QueryTooBroad(ImagingError):
+    """An archive query matched more studies or series than one ingest takes: narrow it."""

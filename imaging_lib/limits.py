@@ -17,6 +17,9 @@ __all__ = [
     "MAX_LABEL_COMMENT_CHARS",
     "MAX_LABEL_TEXT_CHARS",
     "MAX_PENDING_BYTES",
+    "MAX_QUERY_STUDIES",
+    "MAX_SERIES_INSTANCES",
+    "MAX_SERIES_RETRIEVE_BYTES",
     "MAX_ZIP_DEPTH",
     "MAX_ZIP_INFLATED_BYTES",
     "MAX_ZIP_MEMBERS",
@@ -60,6 +63,15 @@ MAX_ZIP_INFLATED_BYTES = 4 * 1024**3
 
 MAX_PENDING_BYTES = 512 * 1024**2
 """Most de-identified DICOM bytes ingest holds before storing the series waiting in memory."""
+
+MAX_QUERY_STUDIES = 500
+"""Most studies one archive query may match (and most series one study may list) before it is refused as too broad."""
+
+MAX_SERIES_INSTANCES = 20_000
+"""Most instances (multipart parts) one WADO-RS series retrieve may send."""
+
+MAX_SERIES_RETRIEVE_BYTES = 4 * 1024**3
+"""Largest multipart body one WADO-RS series retrieve may send: 4 GiB, read a part at a time."""
 
 UPLOAD_LIMIT_BYTES = 1024**3
 """Largest upload (all files of one drop together) the upload dashboard accepts: 1 GiB."""

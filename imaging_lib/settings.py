@@ -123,7 +123,9 @@ STORAGE_EMULATOR_HOST = Setting(
     "STORAGE_EMULATOR_HOST", None, "GCS emulator address (gcsfs then talks to it anonymously)"
 )
 DICOMWEB_URL = Setting(
-    "IMAGING_DICOMWEB_URL", None, "default DICOMweb archive of exports (dicomweb+http://host:port/dicom-web)"
+    "IMAGING_DICOMWEB_URL",
+    None,
+    "default DICOMweb archive of exports and of the upload dashboard's archive search (dicomweb+http://host:port/dicom-web)",
 )
 DICOMWEB_USER = Setting("IMAGING_DICOMWEB_USER", None, "user name for HTTP basic authentication to the archive")
 DICOMWEB_PASSWORD = Setting(

@@ -6,6 +6,11 @@ is stored, bad files are quarantined with the reason. The panel then shows what 
 ingested, skipped and quarantined and why (:func:`summary_html`) and, unless told not
 to, starts a prediction batch on the uploaded studies and follows it live.
 
+With an archive (``archive=`` or ``$IMAGING_DICOMWEB_URL``) the panel also has an
+archive search (:class:`~widgets.archive_search.ArchiveSearch`): patient ID, dates and
+modality; the matching studies are listed with checkboxes, the ticked ones ingested
+with live progress, then summarised and analysed like a drop.
+
 Only the files' names chosen by the uploader and the de-identified study UIDs are shown;
 no DICOM header value is.
 """
@@ -19,10 +24,13 @@ from typing import Any
 
 import ipywidgets
 
+from imaging_lib import settings
+from imaging_lib.errors import ImagingError
 from imaging_lib.identity import can, require
 from imaging_lib.limits import UPLOAD_LIMIT_BYTES
 
 from .access import gate
+from .archive_search import ArchiveSearch
 from .batch_launcher import BatchLauncher
 from .file_drop import FileDrop, Upload
 
@@ -72,6 +80,11 @@ def summary_html(summary: Any) -> str:
     if summary.quarantined:
         rows = [(entry["source"], entry["error"], entry["reason"]) for entry in summary.quarantined]
         parts.append("<h4>Quarantined</h4>" + _table(["file", "error", "why"], rows, "upload-quarantined"))
+    if getattr(summary, "failed", None):
+        rows = [(entry["source"], entry["error"], entry["reason"]) for entry in summary.failed]
+        parts.append(
+            "<h4>Archive series not retrieved</h4>" + _table(["series", "error", "why"], rows, "upload-failed")
+        )
     return "".join(parts)
 
 
@@ -91,6 +104,9 @@ class UploadPanel(ipywidgets.VBox):
         Pipeline parameters of the batch (see :data:`imaging_lib.jobs.batch.DEFAULT_PARAMS`).
     analyse : bool
         Initial state of the "analyse after upload" box.
+    archive : DicomwebArchive or str, optional
+        A DICOMweb archive to search and ingest from; default ``$IMAGING_DICOMWEB_URL``
+        (no archive search when neither is set).
 
     Attributes
     ----------
@@ -108,6 +124,7 @@ class UploadPanel(ipywidgets.VBox):
         client: Any = None,
         params: Mapping[str, Any] | None = None,
         analyse: bool = True,
+        archive: Any = None,
     ) -> None:
         self.store = store
         self.launcher = BatchLauncher(store, model_uri=model_uri, client=client, params=params)
@@ -120,7 +137,18 @@ class UploadPanel(ipywidgets.VBox):
         self.limit = ipywidgets.HTML(f"<p class='upload-limit'>{html.escape(limit_text())}</p>")
         self.result = ipywidgets.HTML()
         self.job_area = ipywidgets.VBox()
-        super().__init__([self.limit, self.drop, self.analyse, self.result, self.job_area])
+        archive = archive or settings.read(settings.DICOMWEB_URL)
+        self.archive_search: ArchiveSearch | None = None
+        searches: list[ipywidgets.Widget] = []
+        if archive:
+            try:
+                self.archive_search = ArchiveSearch(store, archive, on_ingested=self.show_summary)
+                searches.append(self.archive_search)
+            except (ImagingError, ValueError) as exc:  # a bad address or credentials setting: said, not a crash
+                reason = exc.reason if isinstance(exc, ImagingError) else str(exc)
+                message = f"<p class='archive-error'>Archive search unavailable: {html.escape(reason)}</p>"
+                searches.append(ipywidgets.HTML(message))
+        super().__init__([self.limit, self.drop, *searches, self.analyse, self.result, self.job_area])
         self.drop.on_files(self.upload)
 
     def upload(self, files: list[Upload]) -> Any:
@@ -140,10 +168,15 @@ class UploadPanel(ipywidgets.VBox):
         finally:
             self.drop.busy = False
         self.drop.status = f"Done: {len(self.summary.studies)} stud{'y' if len(self.summary.studies) == 1 else 'ies'}."
-        self.result.value = summary_html(self.summary)
-        if self.analyse.value and self.summary.studies and can("run_batch"):
-            self.start_batch(self.summary.studies)
+        self.show_summary(self.summary)
         return self.summary
+
+    def show_summary(self, summary: Any) -> None:
+        """Show an ingest's summary (a drop's or an archive's) and start the batch on its studies."""
+        self.summary = summary
+        self.result.value = summary_html(summary)
+        if self.analyse.value and summary.studies and can("run_batch"):
+            self.start_batch(summary.studies)
 
     def start_batch(self, study_uids: Sequence[str]) -> Any:
         """Start the prediction batch on ``study_uids`` and follow it below the summary."""

@@ -14,6 +14,7 @@ from .deidentify import (
     Pseudonymizer,
     check_secret,
     deidentify,
+    deidentify_attributes,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "Pseudonymizer",
     "check_secret",
     "deidentify",
+    "deidentify_attributes",
 ]

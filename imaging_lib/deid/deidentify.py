@@ -65,6 +65,7 @@ __all__ = [
     "Pseudonymizer",
     "check_secret",
     "deidentify",
+    "deidentify_attributes",
 ]
 
 DATE_SHIFT_DAYS = (366, 3652)
@@ -333,6 +334,41 @@ def _refuse_burned_in(dataset: Any, source: str) -> None:
         )
 
 
+def deidentify_attributes(dataset: Any, secret: bytes | str) -> Any:
+    """The attributes of ``dataset`` as :func:`deidentify` leaves them, for data that is not an instance.
+
+    The same keep-list, UID map, pseudonym and date shift as :func:`deidentify`, without
+    its checks of a stored image (SOP Instance UID, burned-in text), marks and file
+    meta. A QIDO-RS answer about a study, de-identified this way, shows what the store
+    will hold once the study is ingested: its de-identified Study Instance UID, patient
+    pseudonym and shifted dates.
+
+    Parameters
+    ----------
+    dataset : pydicom.Dataset
+        Any data set (a query answer, a header).
+    secret : bytes or str
+        The project secret (at least 16 bytes).
+
+    Returns
+    -------
+    pydicom.Dataset
+        A new data set; ``dataset`` is not changed.
+
+    Raises
+    ------
+    ValueError
+        If the secret is too short.
+    """
+    keys = Pseudonymizer(check_secret(secret))
+    patient = _patient_key(dataset)
+    context = _Context(keys, keys.patient_pseudonym(patient), keys.date_shift_days(patient), plan())
+    result = _clean(dataset, context)
+    result.PatientName = context.pseudonym
+    result.PatientID = context.pseudonym
+    return result
+
+
 def deidentify(
     dataset: Any,
     secret: bytes | str,
@@ -370,17 +406,13 @@ def deidentify(
     ValueError
         If the secret is too short.
     """
-    keys = Pseudonymizer(check_secret(secret))
+    check_secret(secret)
     if "SOPInstanceUID" not in dataset:
         raise UnsupportedImage(source, "no SOPInstanceUID: not a stored DICOM instance")
     if not allow_burned_in:
         _refuse_burned_in(dataset, source)
-    patient = _patient_key(dataset)
-    context = _Context(keys, keys.patient_pseudonym(patient), keys.date_shift_days(patient), plan())
     original_meta = getattr(dataset, "file_meta", None) or {}
-    result = _clean(dataset, context)
-    result.PatientName = context.pseudonym
-    result.PatientID = context.pseudonym
+    result = deidentify_attributes(dataset, secret)
     _mark(result)
     result.file_meta = _file_meta(result, original_meta)
     result.preamble = b"\0" * 128

@@ -34,6 +34,18 @@ caller maps sources to outcomes, and lists what was skipped on purpose (hidden f
 unsafe zip members, symbolic link loops) with the reason. Ingesting the same files
 again writes nothing: a de-identified SOP Instance UID already in the store is skipped.
 
+An **archive** (``dicomweb+http(s)://...`` or a
+:class:`~imaging_lib.interop.dicomweb.DicomwebArchive`, with a ``query``) is searched
+with QIDO-RS (:mod:`imaging_lib.ingestion.archive_query`) and its series retrieved one
+at a time with WADO-RS: each instance is handed to the batch as its multipart part
+arrives, becomes an :class:`~imaging_lib.ingestion.inputs.Input` and is de-identified
+like a file before anything is written. An archive series is stored only once its
+last instance has arrived (never half: a body cut short is retried from its first
+instance, and a series that fails for good leaves nothing in the store), and then
+recorded under ``records/retrievals/<keyed hash of its original UIDs>.json``: a later
+ingest skips it without retrieving anything. Its de-identified instances wait in
+memory (at most :data:`~imaging_lib.limits.MAX_FILE_BYTES`); the multipart body never does.
+
 The de-identification key comes from :func:`imaging_lib.deid.key.load_key` (never from
 the store); the store keeps only its fingerprint, and an ingest with another key is
 refused before anything is written (:mod:`imaging_lib.ingestion.key_binding`).
@@ -43,160 +55,39 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from ..deid import Pseudonymizer
-from ..deid.deidentify import deidentify
 from ..deid.key import DeidKey, load_key
-from ..errors import ImagingError, MissingRecord, UnexpectedFailure, UnreadableImage, UnsupportedImage
-from ..io.dicom import read_dicom_bytes
-from ..io.dicom_dataset import dataset_to_bytes, parse_dicom
-from ..io.dicom_values import attribute, check_value_attributes, is_multivalued, text
+from ..errors import ImagingError, MissingRecord, UnexpectedFailure, UnreadableImage
 from ..io.nifti import is_nifti_name, nifti_from_bytes
 from ..limits import MAX_PENDING_BYTES
-from ..store import layout, records
+from ..store import ingest_records, layout, records
 from ..store.objects import Store
 from ..volume import Volume
+from .archive_query import ArchiveQuery, find_studies
+from .dicom_files import DeidentifiedFile, deidentify_file, read_series
 from .inputs import Input, Skipped, Source, expand, is_upload, open_archive
 from .key_binding import bind_key_to_store, refuse_key_in_store
+from .progress import Progress, ProgressCallback
+from .retrieval import retrieve_studies
+from .summary import IngestSummary
+
+if TYPE_CHECKING:
+    from ..interop.dicomweb import DicomwebArchive
 
 __all__ = ["IngestSummary", "ingest"]
 
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
-_NOT_STORED = ("already in the store", "given twice in this batch")
-_PLACING_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
-
-
-# ---------------------------------------------------------------------------- summary
-@dataclass
-class IngestSummary:
-    """What one :func:`ingest` call did, one entry per input file.
-
-    Attributes
-    ----------
-    ingested : list of dict
-        Files stored: ``source``, ``kind`` (``dicom`` or ``nifti``), ``study_uid``,
-        ``series_uid``, ``key``.
-    skipped : list of dict
-        Files already in the store (or given twice), with the same fields and ``reason``;
-        and what was left out on purpose (hidden files, unsafe zip members, symbolic link
-        loops), with ``kind``, ``study_uid``, ``series_uid`` and ``key`` None.
-    quarantined : list of dict
-        Files refused: ``source``, ``study_uid`` (None), ``error`` (the typed error's
-        class name), ``reason``, ``content_digest`` and ``record_key``.
-    """
-
-    ingested: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-    quarantined: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def studies(self) -> list[str]:
-        """Study UIDs that the ingested or skipped files belong to."""
-        return sorted({entry["study_uid"] for entry in self.ingested + self.skipped if entry["study_uid"]})
-
-    def __str__(self) -> str:
-        stored = sum(1 for entry in self.skipped if entry["reason"] in _NOT_STORED)
-        others = len(self.skipped) - stored
-        count = len(self.studies)
-        lines = [
-            f"ingested {len(self.ingested)} file(s), skipped {stored} already stored"
-            + (f" and {others} other(s)" if others else "")
-            + f", quarantined {len(self.quarantined)}; {count} stud{'y' if count == 1 else 'ies'}"
-        ]
-        lines += [f"  quarantined {q['source']}: {q['error']}: {q['reason']}" for q in self.quarantined]
-        lines += [f"  skipped {s['source']}: {s['reason']}" for s in self.skipped if s["reason"] not in _NOT_STORED]
-        return "\n".join(lines)
 
 
 def _looks_like_nifti(name: str, data: bytes) -> bool:
     if is_nifti_name(name) or (data[:2] == GZIP_MAGIC and name.lower().endswith(".gz")):
         return True
     return data[344:348] == b"n+1\0" or data[4:8] == b"n+2\0"  # NIfTI-1 / NIfTI-2 magic
-
-
-# ---------------------------------------------------------------------------- DICOM
-@dataclass(frozen=True)
-class _Deidentified:
-    """A de-identified DICOM file ready to store, with what its series record needs."""
-
-    source: str
-    source_digest: str
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    data: bytes
-    facts: dict[str, str]
-
-    @property
-    def key(self) -> str:
-        return layout.raw_key(self.study_uid, self.series_uid, self.sop_uid)
-
-
-def _deidentify_file(item: Input, data: bytes, key: DeidKey, digest: str, allow_burned_in: bool) -> _Deidentified:
-    dataset = parse_dicom(data, item.name)
-    if "PixelData" not in dataset or "Rows" not in dataset or "Columns" not in dataset:
-        sop = dataset.get("SOPClassUID")
-        kind = getattr(sop, "name", str(sop)) if sop is not None else "unknown SOP class"
-        raise UnsupportedImage(item.name, f"DICOM without pixel data ({kind})")
-    for keyword in _PLACING_UIDS:
-        if not text(dataset, keyword, item.name):
-            raise UnreadableImage(item.name, f"no {keyword}: the file cannot be placed in a study")
-        if is_multivalued(attribute(dataset, keyword, item.name)):
-            raise UnreadableImage(item.name, f"{keyword} must hold one UID: the file cannot be placed in a study")
-    check_value_attributes(dataset, item.name)  # before de-identification can drop a value that fits no VR
-    clean = deidentify(dataset, key.secret, source=item.name, allow_burned_in=allow_burned_in)
-    for keyword in _PLACING_UIDS:
-        if not _UID.fullmatch(text(clean, keyword, item.name)):
-            raise UnreadableImage(item.name, f"{keyword} is not a valid UID after de-identification")
-    dates = [text(clean, k, item.name) for k in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")]
-    facts = {
-        "patient_pseudonym": text(clean, "PatientID", item.name),
-        "modality": text(clean, "Modality", item.name),
-        "body_part": text(clean, "BodyPartExamined", item.name),
-        "study_date": next((d for d in dates if len(d) == 8), ""),
-    }
-    return _Deidentified(
-        item.name,
-        digest,
-        text(clean, "StudyInstanceUID", item.name),
-        text(clean, "SeriesInstanceUID", item.name),
-        text(clean, "SOPInstanceUID", item.name),
-        dataset_to_bytes(clean),
-        facts,
-    )
-
-
-def _read_series(files: list[_Deidentified]) -> tuple[Volume | None, list[tuple[_Deidentified, ImagingError]]]:
-    """Read a series, leaving out each file an error names; return (volume or None, refused files).
-
-    The reader's errors name the file at fault (a truncated slice, a different pixel
-    matrix or orientation): that file is refused and the rest read again. An error that
-    names no single file refuses them all.
-    """
-    by_name = {f"{file.sop_uid}.dcm": file for file in files}
-    remaining = list(files)
-    refused: list[tuple[_Deidentified, ImagingError]] = []
-    while remaining:
-        try:
-            return read_dicom_bytes([(f"{f.sop_uid}.dcm", f.data) for f in remaining]), refused
-        except ImagingError as exc:
-            culprit = by_name.get(Path(exc.source).name)
-            if culprit is None or culprit not in remaining:
-                return None, refused + [(file, exc) for file in remaining]
-            remaining.remove(culprit)
-            refused.append((culprit, exc))
-        except Exception as exc:  # a reader bug must not stop the batch: the series is refused, named
-            failure = UnexpectedFailure("<series>", f"{type(exc).__name__}: {exc}")
-            return None, refused + [(file, failure) for file in remaining]
-    return None, refused
 
 
 # ---------------------------------------------------------------------------- records
@@ -207,7 +98,7 @@ def _iso_date(value: str) -> str | None:
 def _write_study_record(
     store: Store, study_uid: str, facts: dict[str, str], series: dict[str, Any], sources: Iterable[str]
 ) -> None:
-    """Add or replace one series in a study's record (see :func:`imaging_lib.store.records.study_record`)."""
+    """Add or replace one series in a study's record (see :func:`imaging_lib.store.ingest_records.study_record`)."""
     from ..deid.deidentify import PROFILE_CODES
 
     key = layout.study_record_key(study_uid)
@@ -216,11 +107,11 @@ def _write_study_record(
     except MissingRecord:
         existing = None
     earlier = (existing or {}).get("provenance", {}).get("sources", [])
-    record = records.study_record(
+    record = ingest_records.study_record(
         study_uid,
         patient_pseudonym=facts.get("patient_pseudonym", ""),
         study_date=_iso_date(facts.get("study_date", "")),
-        series=records.merge_series(existing, series),
+        series=ingest_records.merge_series(existing, series),
         sources=[*earlier, *sources],
         deidentification=[code for code, _ in PROFILE_CODES],
     )
@@ -237,8 +128,9 @@ class _Batch:
         self.keys = Pseudonymizer(key.secret)
         self.allow_burned_in = allow_burned_in
         self.summary = IngestSummary()
-        self.series: dict[tuple[str, str], dict[str, _Deidentified]] = {}
+        self.series: dict[tuple[str, str], dict[str, DeidentifiedFile]] = {}
         self.pending_bytes = 0
+        self.retrieving: tuple[str, str] | None = None  # an archive series: stored whole, never early
 
     def __repr__(self) -> str:
         return f"_Batch({self.store!r}, {self.key!r}, {len(self.series)} series waiting)"
@@ -252,7 +144,7 @@ class _Batch:
         content = self.content_digest("quarantine", data, source)
         key = layout.quarantine_record_key(content)
         if not self.store.exists(key):
-            record = records.quarantine_record(
+            record = ingest_records.quarantine_record(
                 error=type(error).__name__,
                 reason=error.reason,
                 content_digest=content if data is not None else None,
@@ -284,14 +176,16 @@ class _Batch:
 
     def add_dicom(self, item: Input, data: bytes) -> None:
         digest = self.content_digest("source-file", data, item.name)
-        file = _deidentify_file(item, data, self.key, digest, self.allow_burned_in)
+        file = deidentify_file(item.name, data, self.key, digest, self.allow_burned_in)
+        if self.retrieving is not None and (file.study_uid, file.series_uid) != self.retrieving:
+            raise UnreadableImage(item.name, "the archive sent an instance of another series than the one asked for")
         group = self.series.setdefault((file.study_uid, file.series_uid), {})
         if file.sop_uid in group:
             self.summary.skipped.append(self._entry(file, "dicom", "given twice in this batch"))
             return
         group[file.sop_uid] = file
         self.pending_bytes += len(file.data)
-        if self.pending_bytes > MAX_PENDING_BYTES:
+        if self.retrieving is None and self.pending_bytes > MAX_PENDING_BYTES:
             self.store_waiting()
 
     def add_nifti(self, item: Input, data: bytes) -> None:
@@ -306,7 +200,7 @@ class _Batch:
             return
         volume = Volume(parsed.array, parsed.affine, {"modality": "", "series_description": ""})
         self.store.write_volume(key, volume)
-        series = records.series_entry(
+        series = ingest_records.series_entry(
             volume, series_uid=series_uid, volume_key=key, modality="", description="NIfTI volume", file_count=1
         )
         _write_study_record(self.store, study_uid, {}, series, [self.keys.digest("source-file", content).hex()])
@@ -319,7 +213,7 @@ class _Batch:
         for (study_uid, series_uid), files in waiting:
             self.store_series(study_uid, series_uid, files)
 
-    def store_series(self, study_uid: str, series_uid: str, files: dict[str, _Deidentified]) -> None:
+    def store_series(self, study_uid: str, series_uid: str, files: dict[str, DeidentifiedFile]) -> None:
         stored = set(self.store.list(layout.raw_prefix(study_uid, series_uid)))
         new = [f for f in files.values() if f.key not in stored]
         volume_key = layout.volume_key(study_uid, series_uid)
@@ -328,11 +222,11 @@ class _Batch:
             self.summary.skipped += [self._entry(f, "dicom", "already in the store") for f in files.values()]
             return
         earlier = [
-            _Deidentified("<store>", "", study_uid, series_uid, layout.parse_as("raw", key).sop_uid, data, {})
+            DeidentifiedFile("<store>", "", study_uid, series_uid, layout.parse_as("raw", key).sop_uid, data, {})
             for key, data in self.store.read_many(sorted(stored - {f.key for f in new})).items()
         ]
         had_new = bool(new)
-        volume, refused = _read_series(new + earlier)
+        volume, refused = read_series(new + earlier)
         for file, error in refused:
             if file in new:
                 new.remove(file)
@@ -343,7 +237,7 @@ class _Batch:
         self.store.write_volume(volume_key, volume)
         facts = new[0].facts if new else next(iter(files.values())).facts
         description = " ".join(filter(None, (facts["modality"], facts["body_part"]))) or "DICOM series"
-        series = records.series_entry(
+        series = ingest_records.series_entry(
             volume,
             series_uid=series_uid,
             volume_key=volume_key,
@@ -365,7 +259,7 @@ class _Batch:
         return any(s.get("series_uid") == series_uid for s in record.get("series", []))
 
     @staticmethod
-    def _entry(file: _Deidentified, kind: str, reason: str | None = None) -> dict[str, Any]:
+    def _entry(file: DeidentifiedFile, kind: str, reason: str | None = None) -> dict[str, Any]:
         entry = {
             "source": file.source,
             "kind": kind,
@@ -375,11 +269,17 @@ class _Batch:
         }
         return entry if reason is None else {**entry, "reason": reason}
 
-    def add(self, item: Input, queue: deque[Input | Skipped]) -> int:
-        """Ingest one input (an archive queues its members next); return how many entries it queued."""
+    def add(self, item: Input, queue: deque[Input | Skipped] | None) -> int:
+        """Ingest one input (an archive queues its members next); return how many entries it queued.
+
+        ``queue`` None: the input is one DICOM instance (from an archive), never a zip or NIfTI.
+        """
         data = None
         try:
             data = item.read()
+            if queue is None:
+                self.add_dicom(item, data)
+                return 0
             if data[:4] == ZIP_MAGIC:
                 members = open_archive(item, data)
                 queue.extendleft(reversed(members))
@@ -395,75 +295,129 @@ class _Batch:
         return 0
 
 
+# ---------------------------------------------------------------------------- entry point
+def _archive_of(sources: Any, query: Mapping[str, Any] | None, timeout: float | None) -> DicomwebArchive | None:
+    """The archive ``sources`` names (a ``dicomweb+`` URL or a DicomwebArchive), or None for files."""
+    from ..interop.archive_access import ARCHIVE_PREFIX
+    from ..interop.dicomweb import DicomwebArchive
+
+    if isinstance(sources, DicomwebArchive):
+        archive = sources
+    elif isinstance(sources, str) and sources.startswith(ARCHIVE_PREFIX):
+        archive = DicomwebArchive(sources, timeout=timeout) if timeout else DicomwebArchive(sources)
+    else:
+        if query is not None:
+            raise ValueError("query= is for an archive source (dicomweb+http(s)://...), not for files")
+        return None
+    if query is None:
+        raise ValueError(f"{archive.url}: ingest from an archive needs query= (a patient ID or study UIDs)")
+    return archive
+
+
+def _ingest_sources(batch: _Batch, sources: Source | Iterable[Source], progress: Progress) -> None:
+    given = [sources] if isinstance(sources, (str, os.PathLike)) or is_upload(sources) else sources
+    queue: deque[Input | Skipped] = deque()
+    group = None
+    for source in cast(Iterable[Source], given):  # one source at a time: a generator may follow along
+        try:
+            queue.extend(expand(source))
+        except (ImagingError, OSError) as exc:  # a gs:// prefix that cannot be listed
+            error = exc if isinstance(exc, ImagingError) else UnreadableImage(str(source), f"cannot list ({exc})")
+            batch.quarantine(str(source), None, error)
+        progress.grow(len(queue))
+        while queue:
+            entry = queue.popleft()
+            if isinstance(entry, Skipped):
+                batch.skip(entry)
+            else:
+                if entry.group != group:
+                    batch.store_waiting()  # the folder before is done: its series are complete
+                    group = entry.group
+                progress.grow(batch.add(entry, queue))
+            progress.advance()
+
+
 def ingest(
-    sources: Source | Iterable[Source],
+    sources: Source | Iterable[Source] | DicomwebArchive,
     store: Store | str | None = None,
     *,
+    query: Mapping[str, Any] | None = None,
     secret: bytes | str | None = None,
     allow_burned_in: bool = False,
     progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+    timeout: float | None = None,
 ) -> IngestSummary:
-    """De-identify and store DICOM and NIfTI files; go on past bad ones.
+    """De-identify and store DICOM and NIfTI files, or a DICOMweb archive's series; go on past bad ones.
 
     Parameters
     ----------
-    sources : path, URL, (name, bytes), or an iterable of them
+    sources : path, URL, (name, bytes), an iterable of them, or an archive
         Local files or folders (searched recursively, hidden files skipped), zip
         archives, ``gs://`` objects or prefixes, and in-memory uploads. An iterable is
         consumed one source at a time (a generator may follow the store as it fills).
+        Or one DICOMweb archive: ``"dicomweb+http(s)://host:port/path"`` (credentials
+        from the environment or a keyring, see :mod:`imaging_lib.interop.archive_access`)
+        or a :class:`~imaging_lib.interop.dicomweb.DicomwebArchive`, with ``query``.
     store : Store or str, optional
         Destination; a URL or ``None`` (``$IMAGING_STORE`` or ``./data/store``) opens one.
+    query : mapping, optional
+        For an archive: ``patient`` (a Patient ID) or ``study`` (UIDs), and optionally
+        ``modality``, ``since`` and ``until`` (ISO dates); see
+        :class:`~imaging_lib.ingestion.archive_query.ArchiveQuery`.
     secret : bytes or str, optional
         De-identification key; default ``$IMAGING_DEID_SECRET``, else the user's key
         file (see :func:`imaging_lib.deid.key.load_key`).
     allow_burned_in : bool
         Accept images declaring ``BurnedInAnnotation = YES`` (refused by default).
     progress : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (files, or an archive's instances).
+    on_progress : callable, optional
+        Called with ``(done, total)`` as the bar moves (a dashboard's live count).
+    timeout : float, optional
+        For an archive given by URL: seconds to wait for each answer.
 
     Returns
     -------
     IngestSummary
-        Ingested, skipped and quarantined files.
+        Ingested, skipped and quarantined files; archive series that failed.
 
     Raises
     ------
     ValueError
-        If the key is shorter than 16 bytes.
+        If the key is shorter than 16 bytes, or the query is missing, misplaced or invalid.
     KeyFileUnsafe
         If the key file may be read by others.
     KeyMismatch
         If the store was de-identified with another key (nothing is written).
     KeyInStore
         If the store still holds ``config/deid_secret`` from an older version.
+    NothingMatched, QueryTooBroad
+        If an archive query matches nothing, or too much (nothing is written).
+    ArchiveError
+        If the archive cannot be searched (nothing is written). Failures while
+        retrieving a series are recorded in the summary's ``failed`` instead.
     """
     from tqdm.auto import tqdm
 
+    checked = ArchiveQuery.from_mapping(query) if query is not None else None
     store = store if isinstance(store, Store) else Store(store)
     refuse_key_in_store(store)  # before a key file is made for a store that has its own key inside
     key = load_key(secret)
-    bind_key_to_store(store, key)
-    batch = _Batch(store, key, allow_burned_in)
-    given = [sources] if isinstance(sources, (str, os.PathLike)) or is_upload(sources) else sources
-    queue: deque[Input | Skipped] = deque()
-    group = None
-    with tqdm(total=0, unit="file", desc="ingest", disable=not progress) as bar:
-        for source in cast(Iterable[Source], given):  # one source at a time: a generator may follow along
-            try:
-                queue.extend(expand(source))
-            except (ImagingError, OSError) as exc:  # a gs:// prefix that cannot be listed
-                error = exc if isinstance(exc, ImagingError) else UnreadableImage(str(source), f"cannot list ({exc})")
-                batch.quarantine(str(source), None, error)
-            bar.total += len(queue)
-            while queue:
-                entry = queue.popleft()
-                if isinstance(entry, Skipped):
-                    batch.skip(entry)
-                else:
-                    if entry.group != group:
-                        batch.store_waiting()  # the folder before is done: its series are complete
-                        group = entry.group
-                    bar.total += batch.add(entry, queue)
-                bar.update(1)
-        batch.store_waiting()
+    archive = _archive_of(sources, query, timeout)
+    try:
+        studies = find_studies(archive, cast(ArchiveQuery, checked)) if archive is not None else []
+        bind_key_to_store(store, key)
+        batch = _Batch(store, key, allow_burned_in)
+        unit = "instance" if archive is not None else "file"
+        with tqdm(total=0, unit=unit, desc="ingest", disable=not progress) as bar:
+            tracker = Progress(bar, on_progress)
+            if archive is not None:
+                retrieve_studies(batch, archive, studies, tracker)
+            else:
+                _ingest_sources(batch, cast(Source | Iterable[Source], sources), tracker)
+            batch.store_waiting()
+    finally:
+        if archive is not None and archive is not sources:
+            archive.close()
     return batch.summary

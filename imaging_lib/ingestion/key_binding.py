@@ -19,7 +19,7 @@ from .. import settings
 from ..deid.deidentify import check_secret
 from ..deid.key import FINGERPRINT_LABEL, DeidKey, create_key_file, key_file_path, read_key_file
 from ..errors import KeyExists, KeyInStore, KeyMismatch, MissingRecord
-from ..store import layout, records
+from ..store import ingest_records, layout, records
 from ..store.objects import Store
 
 __all__ = ["MOVE_OUT_COMMAND", "bind_key_to_store", "move_key_out_of_store", "refuse_key_in_store"]
@@ -75,7 +75,7 @@ def _check_or_record_fingerprint(store: Store, key: DeidKey) -> None:
     try:
         recorded = records.read_record(store, fingerprint_key)
     except MissingRecord:
-        record = records.key_fingerprint_record(key.fingerprint, label=FINGERPRINT_LABEL.decode("ascii"))
+        record = ingest_records.key_fingerprint_record(key.fingerprint, label=FINGERPRINT_LABEL.decode("ascii"))
         try:
             store.create_json(fingerprint_key, record)
             return

@@ -17,18 +17,26 @@
   backoff (``Retry-After`` is honoured up to :data:`MAX_RETRY_AFTER_SECONDS`); other
   answers are not. Storing is safe to retry: an instance sent twice under the same SOP
   Instance UID is the same instance.
-* **Bounds**: a retrieved body larger than :data:`imaging_lib.limits.MAX_IMAGE_BYTES` is
-  refused while it streams in; multipart bodies are split strictly (the closing
-  boundary must be there).
+* **Bounds**: a retrieved instance larger than :data:`imaging_lib.limits.MAX_IMAGE_BYTES`
+  is refused while it streams in; a series (:meth:`DicomwebArchive.stream_series`) is
+  split into its instances as it streams (:mod:`imaging_lib.interop.multipart`: one part
+  in memory, the closing boundary required, parts and bytes bounded); a QIDO-RS answer
+  is at most :data:`~imaging_lib.limits.MAX_HEADER_BYTES` and a query at most
+  :data:`~imaging_lib.limits.MAX_QUERY_STUDIES` results. A gzip-encoded answer is
+  inflated a chunk at a time (urllib3 bounds each step to the chunk asked for).
+* **Identifiers**: queries and retrieves of original studies (:meth:`search_studies`,
+  :meth:`search_series`, :meth:`stream_series`) never put a UID or the archive's own
+  error text into an error: those may name the patient's studies.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.message import Message
 from typing import Any, TypeVar
 
 from ..errors import (
@@ -39,72 +47,26 @@ from ..errors import (
     ArchiveUnauthorized,
     ArchiveUnavailable,
     MissingDependency,
+    QueryTooBroad,
     UnreadableImage,
 )
-from ..limits import MAX_IMAGE_BYTES
+from ..limits import MAX_HEADER_BYTES, MAX_IMAGE_BYTES, MAX_QUERY_STUDIES
 from .archive_access import archive_auth, check_transport, parse_archive_url
+from .multipart import iter_multipart
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_RETRY_AFTER_SECONDS", "DicomwebArchive", "split_multipart"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_RETRY_AFTER_SECONDS", "QIDO_PAGE", "DicomwebArchive"]
 
 DEFAULT_TIMEOUT = (5.0, 60.0)
 """Seconds to connect, and to wait for each read of an answer."""
 MAX_RETRY_AFTER_SECONDS = 30.0
+QIDO_PAGE = 100
+"""Results asked for per QIDO-RS request (``limit``); further pages follow with ``offset``."""
 
+_CHUNK_BYTES = 1 << 20
 _RETRIED_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------- multipart
-def _content_type(header: str) -> tuple[str, dict[str, str]]:
-    message = Message()
-    message["content-type"] = header
-    params = {str(k).lower(): str(v) for k, v in (message.get_params() or [])[1:]}
-    return message.get_content_type(), params
-
-
-def split_multipart(body: bytes, content_type: str, source: str) -> list[bytes]:
-    """Split a ``multipart/related`` body into the contents of its parts, strictly.
-
-    Parameters
-    ----------
-    body : bytes
-        The whole body.
-    content_type : str
-        Its Content-Type header (with the ``boundary`` parameter).
-    source : str
-        Named in errors.
-
-    Returns
-    -------
-    list of bytes
-        Each part's content (its headers removed).
-
-    Raises
-    ------
-    ArchiveResponseInvalid
-        If the body is not multipart, has no boundary, or ends before its closing
-        boundary (a truncated body), or a part has no header/content separator.
-    """
-    media, params = _content_type(content_type)
-    boundary = params.get("boundary", "").encode("latin-1")
-    if media != "multipart/related" or not boundary:
-        raise ArchiveResponseInvalid(source, f"expected a multipart/related body with a boundary, got {media!r}")
-    delimiter = b"\r\n--" + boundary
-    framed = b"\r\n" + body
-    close = framed.rfind(delimiter + b"--")
-    if close < 0:
-        raise ArchiveResponseInvalid(
-            source, f"multipart body of {len(body)} bytes ends before its closing boundary (truncated)"
-        )
-    parts = []
-    for piece in framed[:close].split(delimiter)[1:]:
-        _head, separator, content = piece.partition(b"\r\n\r\n")
-        if not separator:
-            raise ArchiveResponseInvalid(source, "a multipart part has no blank line after its headers")
-        parts.append(content)
-    return parts
 
 
 # ---------------------------------------------------------------------------- the archive
@@ -185,14 +147,14 @@ class DicomwebArchive:
         self.close()
 
     # ------------------------------------------------------------------ retries
-    def _classify(self, what: str, exc: Exception) -> _Attempt:
+    def _classify(self, what: str, exc: Exception, echo: bool) -> _Attempt:
         import requests
 
         where = f"{self.url} ({what})"
         if isinstance(exc, requests.HTTPError) and exc.response is not None:
             response = exc.response
             status = response.status_code
-            detail = _short_text(response)
+            detail = _short_text(response) if echo else ""
             if status in (401, 403):
                 hint = "credentials missing or wrong" if status == 401 else "the credentials lack the right"
                 return _Attempt(ArchiveUnauthorized(where, f"HTTP {status}: {hint}{detail}", status), retry=False)
@@ -224,8 +186,12 @@ class DicomwebArchive:
         timeout = self.timeout
         return f"{timeout[1]:g} s" if isinstance(timeout, tuple) else f"{timeout:g} s"
 
-    def _with_retries(self, what: str, request: Callable[[], T]) -> T:
-        """Run ``request`` until it succeeds, or raise the typed error of its last attempt."""
+    def _with_retries(self, what: str, request: Callable[[], T], *, echo: bool = True) -> T:
+        """Run ``request`` until it succeeds, or raise the typed error of its last attempt.
+
+        ``echo=False`` leaves the archive's own error text out of the error: a query or
+        retrieve of original studies may be answered with their identifiers in it.
+        """
         last: _Attempt | None = None
         for attempt in range(self.attempts):
             if last is not None:
@@ -234,7 +200,7 @@ class DicomwebArchive:
             try:
                 return request()
             except Exception as exc:  # classified below; anything unknown is re-raised
-                last = self._classify(what, exc)
+                last = self._classify(what, exc, echo)
                 if not last.retry:
                     raise last.error from None
         assert last is not None
@@ -296,18 +262,156 @@ class DicomwebArchive:
             If the body is truncated, holds no or several parts, or a part is not DICOM.
         """
         path = "/".join(("studies", _uid(study_uid), "series", _uid(series_uid), "instances", _uid(sop_uid)))
-        parts = self._with_retries(f"WADO-RS of {sop_uid}", lambda: self._get_parts(path))
+        what = f"WADO-RS of {sop_uid}"
+        parts = self._with_retries(what, lambda: self._get_parts(path, what))
         if len(parts) != 1:
             raise ArchiveResponseInvalid(f"{self.url} (WADO-RS of {sop_uid})", f"{len(parts)} parts, expected 1")
         return _dataset(parts[0], f"{self.url} (WADO-RS of {sop_uid})")
 
-    def _get_parts(self, path: str) -> list[bytes]:
+    def _get_parts(self, path: str, what: str) -> list[bytes]:
+        source = f"{self.url} ({what})"
+        with self._get_multipart(path) as response:
+            _check_declared_length(response, source, MAX_IMAGE_BYTES)
+            chunks = response.iter_content(chunk_size=_CHUNK_BYTES)
+            content_type = response.headers.get("Content-Type", "")
+            return list(iter_multipart(chunks, content_type, source, max_total_bytes=MAX_IMAGE_BYTES))
+
+    def _get_multipart(self, path: str) -> Any:
+        """GET ``path`` as a multipart of DICOM instances in any transfer syntax; the open, checked response."""
         accept = 'multipart/related; type="application/dicom"; transfer-syntax=*'
         response = self.session.get(f"{self.url}/{path}", headers={"Accept": accept}, timeout=self.timeout, stream=True)
-        with response:
+        try:
             response.raise_for_status()
-            body = _read_bounded(response, f"{self.url}/{path}")
-        return split_multipart(body, response.headers.get("Content-Type", ""), f"{self.url}/{path}")
+        except Exception:
+            response.close()
+            raise
+        return response
+
+    def stream_series(
+        self,
+        study_uid: str,
+        series_uid: str,
+        on_instance: Callable[[bytes], None],
+        *,
+        on_restart: Callable[[], None] | None = None,
+    ) -> int:
+        """Retrieve a series with WADO-RS, handing over each instance as its part arrives.
+
+        The body is read a network chunk at a time and split as it comes
+        (:func:`~imaging_lib.interop.multipart.iter_multipart`): memory holds one part,
+        never the series. A body cut short, a lost connection or a retried status starts
+        the series again from its first instance, after ``on_restart`` has dropped what
+        the attempt before handed over.
+
+        Parameters
+        ----------
+        study_uid, series_uid : str
+            The series' UIDs in the archive (never put into an error).
+        on_instance : callable
+            Called with each instance's bytes.
+        on_restart : callable, optional
+            Called before the second and later attempts.
+
+        Returns
+        -------
+        int
+            Instances handed over by the attempt that succeeded.
+
+        Raises
+        ------
+        ArchiveUnavailable, ArchiveUnauthorized, ArchiveRefused, ArchiveServerError
+            See the module's docstring (the archive's error text is left out).
+        ArchiveResponseInvalid
+            If every attempt was cut short or malformed, or the series came with no instance.
+        """
+        what = "WADO-RS of a series"
+        path = "/".join(("studies", _uid(study_uid), "series", _uid(series_uid)))
+        attempts = 0
+
+        def attempt() -> int:
+            nonlocal attempts
+            if attempts and on_restart is not None:
+                on_restart()
+            attempts += 1
+            count = 0
+            with self._get_multipart(path) as response:
+                chunks = response.iter_content(chunk_size=_CHUNK_BYTES)
+                content_type = response.headers.get("Content-Type", "")
+                for part in iter_multipart(chunks, content_type, f"{self.url} ({what})"):
+                    on_instance(part)
+                    count += 1
+            if not count:
+                raise ArchiveResponseInvalid(f"{self.url} ({what})", "the archive sent no instance of the series")
+            return count
+
+        return self._with_retries(what, attempt, echo=False)
+
+    # ------------------------------------------------------------------ QIDO-RS
+    def search_studies(self, filters: Mapping[str, str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The studies matching ``filters`` (QIDO-RS), page by page; at most ``MAX_QUERY_STUDIES``.
+
+        Parameters
+        ----------
+        filters : mapping
+            QIDO-RS matching keys (``{"PatientID": "...", "StudyDate": "20240101-"}``).
+        fields : sequence of str
+            Attributes to ask for besides the defaults (``includefield``).
+
+        Returns
+        -------
+        list of dict
+            DICOM JSON objects, one per study (empty if none matches).
+
+        Raises
+        ------
+        QueryTooBroad
+            If more studies match than one ingest takes.
+        ArchiveUnavailable, ArchiveUnauthorized, ArchiveRefused, ArchiveServerError, ArchiveResponseInvalid
+            See the module's docstring (the archive's error text is left out).
+        """
+        return self._search("studies", filters, fields, "0020000D", "QIDO-RS of studies")
+
+    def search_series(self, study_uid: str, filters: Mapping[str, str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The series of one study matching ``filters`` (QIDO-RS); see :meth:`search_studies`."""
+        path = f"studies/{_uid(study_uid)}/series"
+        return self._search(path, filters, fields, "0020000E", "QIDO-RS of a study's series")
+
+    def _search(
+        self, path: str, filters: Mapping[str, str], fields: Sequence[str], uid_tag: str, what: str
+    ) -> list[dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            params = [*filters.items(), *(("includefield", f) for f in fields)]
+            params += [("limit", str(QIDO_PAGE)), ("offset", str(offset))]
+            page = self._with_retries(what, functools.partial(self._qido, path, params, what), echo=False)
+            offset += len(page)
+            fresh = {_first(item, uid_tag): item for item in page if _first(item, uid_tag) not in found}
+            found.update(fresh)
+            if len(found) > MAX_QUERY_STUDIES:
+                raise QueryTooBroad(f"{self.url} ({what})", f"more than {MAX_QUERY_STUDIES} results: narrow the query")
+            if len(page) < QIDO_PAGE or not fresh:  # the last page (or an archive that ignores offset)
+                return list(found.values())
+
+    def _qido(self, path: str, params: list[tuple[str, str]], what: str) -> list[dict[str, Any]]:
+        source = f"{self.url} ({what})"
+        headers = {"Accept": "application/dicom+json"}
+        with self.session.get(
+            f"{self.url}/{path}", params=params, headers=headers, timeout=self.timeout, stream=True
+        ) as response:
+            response.raise_for_status()
+            if response.status_code == 204:
+                return []
+            body = _read_bounded(response, source, MAX_HEADER_BYTES)
+        if not body.strip():
+            return []
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise ArchiveResponseInvalid(source, "the answer is not valid JSON (truncated?)") from None
+        if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+            raise ArchiveResponseInvalid(source, "the answer is not a list of DICOM JSON objects")
+        return answer
 
     def instance_uids(self, study_uid: str) -> set[str]:
         """The SOP Instance UIDs the archive holds for a study (QIDO-RS; empty if it has none)."""
@@ -343,13 +447,23 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
-def _read_bounded(response: Any, source: str, limit: int = MAX_IMAGE_BYTES) -> bytes:
+def _first(item: Mapping[str, Any], tag: str) -> str:
+    """The first value of ``tag`` in a DICOM JSON object, as text ("" when absent)."""
+    values = (item.get(tag) or {}).get("Value") or [""]
+    return str(values[0])
+
+
+def _check_declared_length(response: Any, source: str, limit: int) -> None:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ArchiveResponseInvalid(source, f"the answer declares {declared} bytes, over the limit of {limit}")
+
+
+def _read_bounded(response: Any, source: str, limit: int) -> bytes:
+    _check_declared_length(response, source, limit)
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=1 << 20):
+    for chunk in response.iter_content(chunk_size=_CHUNK_BYTES):
         size += len(chunk)
         if size > limit:
             raise ArchiveResponseInvalid(source, f"the answer exceeds the limit of {limit} bytes")

@@ -17,6 +17,11 @@ with x and y negated).
 Every attribute is read through :mod:`imaging_lib.io.dicom_values`, so a value that is
 unreadable, empty, non-numeric or out of range is a typed error naming the file (or,
 for display and spacing hints such as WindowCenter and SliceThickness, a warning).
+
+Enhanced multi-frame files (Enhanced CT/MR, legacy-converted or not) read like a series:
+positions per frame from their Plane Position groups, the rescale per frame from their
+Pixel Value Transformation groups (:func:`~imaging_lib.io.dicom_pixels.frame_rescales`),
+and the window from the Frame VOI LUT group (shared, else the first frame's).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from ..volume import Volume
 from .dicom_geometry import series_geometry
 from .dicom_header import DicomHeader, check_size, read_header
 from .dicom_pixels import output_dtype, read_pixels
-from .dicom_values import numbers, text
+from .dicom_values import attribute, numbers, text
 
 __all__ = ["DEFAULT_MAX_BYTES", "read_dicom_bytes", "read_dicom_folder", "read_dicom_header", "read_dicom_series"]
 
@@ -87,14 +92,28 @@ def _group_by_series(headers: Sequence[DicomHeader]) -> dict[str, list[DicomHead
 
 
 # ---------------------------------------------------------------------------- metadata
+def _window_item(ds: Any, source: Path) -> Any:
+    """Where the window is: the data set itself, else the Frame VOI LUT of the shared, then the first frame's group."""
+    if "WindowCenter" in ds:
+        return ds
+    for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = attribute(ds, keyword, source)
+        voi = attribute(groups[0], "FrameVOILUTSequence", source) if groups else None
+        if voi:
+            return voi[0]
+    return ds
+
+
 def _series_metadata(headers: list[DicomHeader], warnings: list[str]) -> dict[str, Any]:
     first = headers[0]
     ds, source = first.dataset, first.path
 
+    voi = _window_item(ds, source)
+
     def window(keyword: str) -> float | None:
         """A display hint's first value, or None (warned about) when it is not a finite number."""
         try:
-            values = numbers(ds, keyword, source)
+            values = numbers(voi, keyword, source)
         except UnreadableImage as exc:
             warnings.append(f"{source.name}: {exc.reason}; ignored")
             return None

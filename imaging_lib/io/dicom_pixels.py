@@ -11,7 +11,10 @@
   them allocate gigabytes.
 * Stored values become output values through the Modality LUT Sequence when the file
   has one (pydicom's :func:`~pydicom.pixels.apply_modality_lut`), else RescaleSlope and
-  RescaleIntercept.
+  RescaleIntercept. Enhanced multi-frame files (Enhanced CT/MR and their legacy-converted
+  forms) carry them in the Pixel Value Transformation Sequence of their functional
+  groups: a frame's own (per-frame) group wins over the shared group, which wins over
+  the top-level attributes (:func:`frame_rescales`), so each frame gets its own rescale.
 
 Peak memory is the output array and one decoded frame.
 """
@@ -30,7 +33,7 @@ from .dicom_dataset import parse_dicom
 from .dicom_header import DicomHeader
 from .dicom_values import PixelDescription, attribute, number, numbers
 
-__all__ = ["check_encoded_frame", "output_dtype", "read_pixels"]
+__all__ = ["check_encoded_frame", "frame_rescales", "output_dtype", "read_pixels"]
 
 _EXPLICIT_LITTLE = "1.2.840.10008.1.2.1"
 _NATIVE_SYNTAXES = {"1.2.840.10008.1.2", _EXPLICIT_LITTLE}
@@ -71,11 +74,41 @@ def _modality_lut(header: DicomHeader) -> Any:
     return item
 
 
-def _rescale(header: DicomHeader) -> tuple[float, float]:
+def _rescale_of(dataset: Any, source: Any, default: tuple[float, float]) -> tuple[float, float]:
     return (
-        number(header.dataset, "RescaleSlope", header.path, default=1.0),
-        number(header.dataset, "RescaleIntercept", header.path, default=0.0),
+        number(dataset, "RescaleSlope", source, default=default[0]),
+        number(dataset, "RescaleIntercept", source, default=default[1]),
     )
+
+
+def _transformation(group: Any, source: Any) -> Any:
+    """The Pixel Value Transformation item of one functional group, or None."""
+    sequence = attribute(group, "PixelValueTransformationSequence", source) if group is not None else None
+    return sequence[0] if sequence else None
+
+
+def frame_rescales(header: DicomHeader) -> list[tuple[float, float]]:
+    """(slope, intercept) of every frame of one file: per-frame group, else shared group, else top level.
+
+    Raises
+    ------
+    UnreadableImage
+        A non-numeric RescaleSlope or RescaleIntercept, or per-frame groups that do not
+        match the number of frames.
+    """
+    ds, source = header.dataset, header.path
+    common = _rescale_of(ds, source, (1.0, 0.0))
+    shared = attribute(ds, "SharedFunctionalGroupsSequence", source)
+    shared_item = _transformation(shared[0], source) if shared else None
+    if shared_item is not None:
+        common = _rescale_of(shared_item, source, (1.0, 0.0))
+    per_frame = attribute(ds, "PerFrameFunctionalGroupsSequence", source) or []
+    items = [_transformation(group, source) for group in per_frame]
+    if not any(item is not None for item in items):
+        return [common] * header.frames
+    if len(items) != header.frames:
+        raise UnreadableImage(source, f"{len(items)} per-frame functional groups for {header.frames} frame(s)")
+    return [common if item is None else _rescale_of(item, source, common) for item in items]
 
 
 def output_dtype(headers: Sequence[DicomHeader]) -> np.dtype:
@@ -97,10 +130,10 @@ def output_dtype(headers: Sequence[DicomHeader]) -> np.dtype:
         pixels = header.pixels
         bits = pixels.bits_stored
         low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if pixels.signed else (0, 2**bits - 1)
-        slope, intercept = _rescale(header)
-        if slope != 1 or intercept != int(intercept):
-            return np.dtype(np.float32)
-        results += [low + intercept, high + intercept]
+        for slope, intercept in set(frame_rescales(header)):
+            if slope != 1 or intercept != int(intercept):
+                return np.dtype(np.float32)
+            results += [low + intercept, high + intercept]
     if min(results) >= -(2**15) and max(results) < 2**15:
         return np.dtype(np.int16)
     if min(results) >= -(2**31) and max(results) < 2**31:
@@ -277,7 +310,7 @@ def _frames_of(header: DicomHeader) -> Iterator[np.ndarray]:
     return iter(native) if native is not None else _decoded_frames(header)
 
 
-def _to_output(plane: np.ndarray, header: DicomHeader, lut: Any) -> np.ndarray:
+def _to_output(plane: np.ndarray, header: DicomHeader, lut: Any, rescale: tuple[float, float]) -> np.ndarray:
     if lut is not None:
         from pydicom.pixels import apply_modality_lut
 
@@ -287,7 +320,7 @@ def _to_output(plane: np.ndarray, header: DicomHeader, lut: Any) -> np.ndarray:
             raise UnreadableImage(
                 header.path, f"Modality LUT cannot be applied ({type(exc).__name__}: {exc})"
             ) from None
-    slope, intercept = _rescale(header)
+    slope, intercept = rescale
     return plane if slope == 1 and intercept == 0 else plane * slope + intercept
 
 
@@ -313,12 +346,13 @@ def read_pixels(frames: list[Frame], dtype: np.dtype) -> np.ndarray:
         headers[id(header)] = header
     for key, header in headers.items():
         lut = _modality_lut(header)
+        rescales = frame_rescales(header)
         count = 0
         for index, plane in enumerate(_frames_of(header)):
             if plane.shape[:2] != (rows, columns):
                 raise InconsistentSeries(header.path, f"pixel matrix {plane.shape[:2]} differs from {rows}x{columns}")
             if index in slots[key]:
-                stack[slots[key][index]] = _to_output(plane, header, lut)
+                stack[slots[key][index]] = _to_output(plane, header, lut, rescales[index])
             count += 1
         if count != header.frames:
             raise UnreadableImage(

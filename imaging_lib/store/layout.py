@@ -15,6 +15,7 @@ The layout::
     records/models/<model_id>.json                   a registered model: metrics, card, lineage
     records/promotions/<promotion_id>.json           who made which model the default, when (newest wins)
     records/cancellations/<job_id>.json              who asked a training job to stop
+    records/retrievals/<series_digest>.json          an archive series retrieved (keyed hash of its original UIDs)
     config/deid_key_fingerprint.json                 fingerprint of the de-identification key
     explanations/<study_uid>/<model_id>.nii.gz       LIME heat map on the study's geometry
     segmentations/<study_uid>/<seg_id>.nii.gz        masks
@@ -50,6 +51,7 @@ __all__ = [
     "RECORD_KINDS",
     "REPORT_RECORDS",
     "RESULT_RECORDS",
+    "RETRIEVAL_RECORDS",
     "SEGMENTATION_RECORDS",
     "STUDY_RECORDS",
     "KeyPattern",
@@ -76,6 +78,7 @@ __all__ = [
     "report_prefix",
     "report_record_key",
     "result_record_key",
+    "retrieval_record_key",
     "segmentation_key",
     "segmentation_record_key",
     "study_record_key",
@@ -154,6 +157,7 @@ KEY_PATTERNS: tuple[KeyPattern, ...] = (
     KeyPattern("export_record", "records/exports/{study_uid}/{export_id}.json"),
     KeyPattern("job_record", "records/jobs/{job_id}.json"),
     KeyPattern("quarantine_record", "records/quarantine/{name}.json"),
+    KeyPattern("retrieval_record", "records/retrievals/{series_digest}.json"),
     KeyPattern("deid_key_fingerprint_record", "config/deid_key_fingerprint.json"),
     KeyPattern("legacy_deid_secret", "config/deid_secret"),
     KeyPattern("model_record", "records/models/{model_id}.json"),
@@ -271,6 +275,7 @@ LABEL_RECORDS = _BY_KIND["label_record"].prefix
 EXPORT_RECORDS = _BY_KIND["export_record"].prefix
 JOB_RECORDS = _BY_KIND["job_record"].prefix
 QUARANTINE_RECORDS = _BY_KIND["quarantine_record"].prefix
+RETRIEVAL_RECORDS = _BY_KIND["retrieval_record"].prefix
 LEGACY_DEID_SECRET_KEY = build("legacy_deid_secret")
 """Where versions before the key file kept the de-identification key, inside the store (refused now)."""
 
@@ -341,6 +346,11 @@ def job_record_key(job_id: str) -> str:
 def quarantine_record_key(name: str) -> str:
     """Key of the record explaining why an input was quarantined."""
     return build("quarantine_record", name=name)
+
+
+def retrieval_record_key(series_digest: str) -> str:
+    """Key of the record of an archive series retrieved, named by the keyed hash of its original UIDs."""
+    return build("retrieval_record", series_digest=series_digest)
 
 
 def explanation_key(study_uid: str, model_id: str) -> str:

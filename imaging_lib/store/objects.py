@@ -426,7 +426,7 @@ class Store:
 
         A series volume (``volumes/...``) gets back the metadata prediction needs from
         its DICOM header (modality, window, pseudonym; see
-        :func:`imaging_lib.store.records.series_metadata`), so it predicts exactly as the
+        :func:`imaging_lib.store.ingest_records.series_metadata`), so it predicts exactly as the
         volume read from its files did.
 
         Raises
@@ -446,7 +446,7 @@ class Store:
         return volume
 
     def _header_metadata(self, key: str) -> dict[str, Any]:
-        from . import layout, records
+        from . import ingest_records, layout, records
 
         parsed = layout.parse(key)
         if parsed is None or parsed.kind != "volume":
@@ -455,7 +455,7 @@ class Store:
             study = records.read_record(self, layout.study_record_key(parsed.study_uid))
         except (MissingRecord, UnreadableRecord):
             return {}
-        return {name: value for name, value in records.series_metadata(study, key).items() if value is not None}
+        return {name: value for name, value in ingest_records.series_metadata(study, key).items() if value is not None}
 
 
 @contextlib.contextmanager

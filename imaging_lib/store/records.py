@@ -11,15 +11,17 @@ Stores written by older versions still read: :func:`normalise` maps their field 
 ``source_sha256``, provenance fields at the top level) onto today's, and every reader
 (:class:`~imaging_lib.store.catalog.Catalog`, :func:`read_record`) goes through it.
 
-The builders are pure: they take values and return dicts; the caller writes them. Label
-versions and the training manifest are built in :mod:`.label_records`, the records of
-training and the model registry in :mod:`.model_records`, with this module's provenance.
+The builders are pure: they take values and return dicts; the caller writes them. What
+ingest writes (study records and their series, quarantine, retrieval and key-fingerprint
+records) is built in :mod:`.ingest_records`, label versions and the training manifest in
+:mod:`.label_records`, the records of training and the model registry in
+:mod:`.model_records`, all with this module's provenance.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._version import __version__
@@ -29,19 +31,13 @@ __all__ = [
     "current_user",
     "export_record",
     "job_record",
-    "key_fingerprint_record",
-    "merge_series",
     "normalise",
     "now",
     "provenance",
-    "quarantine_record",
     "read_record",
     "report_record",
     "result_record",
     "segmentation_record",
-    "series_entry",
-    "series_metadata",
-    "study_record",
 ]
 
 Record = dict[str, Any]
@@ -88,137 +84,6 @@ def provenance(parameters: Mapping[str, Any] | None = None, *, created_by: str |
         "parameters": dict(parameters or {}),
         **extra,
     }
-
-
-# ---------------------------------------------------------------------------- studies
-def series_entry(
-    volume: Any,
-    *,
-    series_uid: str,
-    volume_key: str,
-    modality: str,
-    description: str,
-    file_count: int,
-) -> Record:
-    """The entry of one series in its study record: geometry, where its volume is, and its window.
-
-    Parameters
-    ----------
-    volume : Volume
-        The series read back from the stored files (its metadata gives the window).
-    series_uid, volume_key, modality, description : str
-    file_count : int
-        Files (instances) the series was read from.
-    """
-    metadata = volume.metadata
-    return {
-        "series_uid": series_uid,
-        "modality": modality,
-        "description": description,
-        "shape": list(volume.shape),
-        "spacing": [round(s, 6) for s in volume.spacing],
-        "orientation": "".join(volume.orientation),
-        "dtype": str(volume.array.dtype),
-        "volume_key": volume_key,
-        "file_count": file_count,
-        "window_center": metadata.get("window_center"),
-        "window_width": metadata.get("window_width"),
-        "rescale_type": metadata.get("rescale_type", ""),
-        "warnings": list(metadata.get("warnings", [])),
-    }
-
-
-def _voxels(series: Mapping[str, Any]) -> int:
-    count = 1
-    for size in series["shape"]:
-        count *= int(size)
-    return count
-
-
-def merge_series(record: Mapping[str, Any] | None, series: Mapping[str, Any]) -> list[Record]:
-    """The series of a study once ``series`` is added to (or replaces its twin in) ``record``."""
-    others = [dict(s) for s in (record or {}).get("series", []) if s["series_uid"] != series["series_uid"]]
-    return sorted([*others, dict(series)], key=lambda s: s["series_uid"])
-
-
-def study_record(
-    study_uid: str,
-    *,
-    patient_pseudonym: str,
-    study_date: str | None,
-    series: Sequence[Mapping[str, Any]],
-    sources: Iterable[str],
-    deidentification: Sequence[str],
-    created_by: str | None = None,
-) -> Record:
-    """The record of a study; its largest series is its primary one (what the catalog shows).
-
-    Parameters
-    ----------
-    study_uid : str
-        De-identified Study Instance UID.
-    patient_pseudonym : str
-        The patient's pseudonym (``ANON-...``), or ``""`` for NIfTI inputs.
-    study_date : str or None
-        Shifted study date as ``YYYY-MM-DD``.
-    series : sequence of dict
-        :func:`series_entry` of every series (at least one).
-    sources : iterable of str
-        Keyed hashes of every source file, never a bare SHA-256 (:mod:`imaging_lib.ingestion`).
-    deidentification : sequence of str
-        The de-identification method codes applied (CID 7050).
-    created_by : str, optional
-        Who ingested; default :func:`current_user`.
-    """
-    primary = max(series, key=lambda s: (_voxels(s), s["series_uid"]))
-    return {
-        "study_uid": study_uid,
-        "patient_pseudonym": patient_pseudonym,
-        "modality": primary["modality"],
-        "study_date": study_date,
-        "description": primary["description"],
-        "series_uid": primary["series_uid"],
-        "shape": list(primary["shape"]),
-        "spacing": list(primary["spacing"]),
-        "volume_key": primary["volume_key"],
-        "series": [dict(s) for s in series],
-        "provenance": provenance(
-            created_by=created_by, sources=sorted(set(sources)), deidentification=list(deidentification)
-        ),
-    }
-
-
-def series_metadata(study: Mapping[str, Any], volume_key: str) -> Record:
-    """What prediction needs from the header of the series stored at ``volume_key``.
-
-    The keys are those the DICOM reader gives a volume's metadata (``modality``,
-    ``window_center``...), so a volume read from the store predicts exactly as the same
-    volume read from its files.
-
-    Parameters
-    ----------
-    study : mapping
-        The study record (normalised).
-    volume_key : str
-        The key of one of its series' volumes.
-
-    Returns
-    -------
-    dict
-        Empty if the key is not one of the study's series.
-    """
-    for series in study.get("series", []):
-        if series.get("volume_key") == volume_key:
-            return {
-                "study_uid": study.get("study_uid"),
-                "series_uid": series.get("series_uid"),
-                "patient_id": study.get("patient_pseudonym"),
-                "modality": series.get("modality", ""),
-                "window_center": series.get("window_center"),
-                "window_width": series.get("window_width"),
-                "rescale_type": series.get("rescale_type", ""),
-            }
-    return {}
 
 
 # ---------------------------------------------------------------------------- results
@@ -300,7 +165,7 @@ def segmentation_record(
     }
 
 
-# ---------------------------------------------------------------------------- jobs, reports, quarantine
+# ---------------------------------------------------------------------------- jobs, reports, exports
 def job_record(
     job_id: str,
     kind: str,
@@ -389,33 +254,6 @@ def export_record(
         "skipped": [dict(entry) for entry in skipped],
         "provenance": provenance(parameters, created_by=created_by),
     }
-
-
-def quarantine_record(*, error: str, reason: str, content_digest: str | None, size: int | None) -> Record:
-    """Why an input was refused: the typed error's name and reason, a keyed digest and the size.
-
-    The refused bytes and their file name are never stored: either may carry PHI.
-    """
-    return {
-        "error": error,
-        "reason": reason,
-        "content_digest": content_digest,
-        "size": size,
-        "provenance": provenance(),
-    }
-
-
-def key_fingerprint_record(fingerprint: str, *, label: str) -> Record:
-    """The fingerprint of the key a store is de-identified with (never the key itself).
-
-    Parameters
-    ----------
-    fingerprint : str
-        HMAC-SHA256 of ``label`` under the key, in hex (:attr:`imaging_lib.deid.key.DeidKey.fingerprint`).
-    label : str
-        The fixed message whose HMAC is the fingerprint.
-    """
-    return {"algorithm": "HMAC-SHA256", "label": label, "fingerprint": fingerprint, "provenance": provenance()}
 
 
 # ---------------------------------------------------------------------------- reading

@@ -17,7 +17,8 @@ from imaging_lib.errors import (
     InsecureConnection,
 )
 from imaging_lib.interop.archive_access import archive_auth, keyring_service, parse_archive_url
-from imaging_lib.interop.dicomweb import DicomwebArchive, split_multipart
+from imaging_lib.interop.dicomweb import DicomwebArchive
+from imaging_lib.interop.multipart import split_multipart
 from support.scripted_http import Answer, ScriptedServer, multipart, stow_answer
 
 FAST = {"attempts": 3, "backoff": 0.01, "timeout": (2.0, 2.0)}

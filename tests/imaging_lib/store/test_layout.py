@@ -26,6 +26,7 @@ VALUES = {
     "trial_id": "trial-03",
     "epoch": "00012",
     "event_file": "events.out.tfevents.1767225600.host.123.0",
+    "series_digest": "cd" * 32,
 }
 
 

@@ -12,7 +12,7 @@ from imaging_lib import sample_data
 from imaging_lib.ingestion import ingest
 from imaging_lib.io import read_dicom_series
 from imaging_lib.science.preprocess import window_for
-from imaging_lib.store import Catalog, layout, records
+from imaging_lib.store import Catalog, ingest_records, layout, records
 from imaging_lib.volume import Volume
 
 SECRET = "records-test-secret-0123456789"
@@ -39,19 +39,19 @@ def test_without_a_hub_user_the_operating_system_user_acts(monkeypatch):
 
 def _series(uid: str, shape: tuple[int, int, int]) -> dict:
     volume = Volume(np.zeros(shape, np.int16), np.eye(4), {"window_center": 40.0, "window_width": 400.0})
-    return records.series_entry(
+    return ingest_records.series_entry(
         volume, series_uid=uid, volume_key=layout.volume_key("s", uid), modality="CT", description="d", file_count=1
     )
 
 
 def test_the_largest_series_is_the_study_primary_and_series_merge():
     small, large = _series("1", (4, 4, 2)), _series("2", (8, 8, 4))
-    first = records.study_record(
+    first = ingest_records.study_record(
         "s", patient_pseudonym="ANON-X", study_date="2020-01-01", series=[small], sources=["k1"], deidentification=[]
     )
-    merged = records.merge_series(first, large)
+    merged = ingest_records.merge_series(first, large)
     assert [s["series_uid"] for s in merged] == ["1", "2"]
-    second = records.study_record(
+    second = ingest_records.study_record(
         "s",
         patient_pseudonym="ANON-X",
         study_date=None,
@@ -62,7 +62,7 @@ def test_the_largest_series_is_the_study_primary_and_series_merge():
     assert second["series_uid"] == "2" and second["shape"] == [8, 8, 4]
     assert second["provenance"]["sources"] == ["k1", "k2"]
     assert large["window_center"] == 40.0 and large["window_width"] == 400.0
-    assert records.merge_series(second, {**small, "description": "again"})[0]["description"] == "again"
+    assert ingest_records.merge_series(second, {**small, "description": "again"})[0]["description"] == "again"
     json.dumps(second, allow_nan=False)  # JSON as stored
 
 
