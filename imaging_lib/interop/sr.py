@@ -11,9 +11,10 @@
   otherwise;
 * for each prediction, a Measurement group (TID 1501) on the most suspicious slice's
   source image (the whole series when the model slices along another axis): the finding
-  type (DCM 121071 "Finding") coded as the predicted class name in the local scheme ``99IMGLAB``, and the
-  probability (DCM 122157, unit ``1``) of the model's positive class for the study: its
-  score, the slice probabilities aggregated by the model's decision rule; the algorithm is the model id, its version the model checksum (spec and weights).
+  type (DCM 121071 "Finding") coded as the predicted class name in the local scheme
+  ``99IMGLAB``, and the probability (DCM 122157, unit ``1``) of the model's positive class
+  for the study: its score, the slice probabilities aggregated by the model's decision
+  rule; the algorithm is the model id, its version the model checksum (spec and weights).
 
 The observer is this library as a device; the evidence lists every source image and SEG
 it references, so a viewer finds them in the same study.

@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 from imaging_lib import sample_data
+from imaging_lib.errors import PermissionDenied
 from imaging_lib.store import layout
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.objects import Store
@@ -117,3 +118,20 @@ def test_without_an_archive_there_is_no_search_and_a_bad_address_is_said(tmp_pat
     assert panel.archive_search is None
     (message,) = [child for child in panel.children if "archive-error" in str(getattr(child, "value", ""))]
     assert "Archive search unavailable" in message.value and "pw@" not in message.value
+
+
+def test_a_viewer_sees_no_archive_search_and_a_forged_search_asks_the_archive_nothing(
+    orthanc, credentials, two_studies, tmp_path, monkeypatch
+):
+    for name, value in {"IMAGING_ACCESS": "team", "IMAGING_USER": "vera", "IMAGING_USER_GROUPS": "viewer"}.items():
+        monkeypatch.setenv(name, value)
+    store = Store(tmp_path / "store")
+    panel = UploadPanel(store, analyse=False, archive=orthanc.dicomweb_url)
+    search = panel.archive_search
+    assert search is not None and search.layout.display == "none"
+    search.patient.value = PATIENT
+    with pytest.raises(PermissionDenied, match="user vera: may not upload studies"):
+        search.search()  # as if the hidden button's click were forged
+    with pytest.raises(PermissionDenied):
+        search.ingest_selected()
+    assert search.matches.children == () and store.list("") == []
