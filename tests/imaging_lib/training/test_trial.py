@@ -12,14 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from imaging_lib.errors import InvalidTrainingSet, TrainingDiverged
+from imaging_lib.errors import InvalidTrainingSet, PermissionDenied, TrainingDiverged
 from imaging_lib.identity import identity_for
 from imaging_lib.models import register_builder
 from imaging_lib.models.registry import load_registered_model, read_model_record, registered_models
 from imaging_lib.store import layout, records
 from imaging_lib.store.catalog import Catalog
 from imaging_lib.store.objects import Store
-from imaging_lib.training import TrainingParams, request_cancel, run_trial
+from imaging_lib.training import TrainingParams, cancellation, request_cancel, run_trial
 from support.training_store import TEST_PARAMS, build_training_store
 
 
@@ -172,6 +172,14 @@ def test_a_cancelled_job_stops_its_trial_and_registers_nothing(store):
     assert (
         request_cancel(store, job_id, identity=identity_for("bob", ["admin"]))["provenance"]["created_by"] == "ada"
     )  # the first request stands
+
+
+def test_only_a_user_who_may_train_may_cancel(store):
+    job_id = _job(store, "training-guarded")
+    for refused in (identity_for("vera", ["viewer"]), identity_for("rolf", ["reviewer"])):
+        with pytest.raises(PermissionDenied, match="may not train models"):
+            request_cancel(store, job_id, identity=refused, reason="forged")
+    assert cancellation(store, job_id) is None
 
 
 def test_a_nan_loss_fails_the_trial_with_a_clear_error(store):
