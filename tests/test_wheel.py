@@ -138,7 +138,7 @@ def test_demo_and_reports_run_from_an_empty_folder(installed, tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()
     demo = _run([str(installed.command), "demo", "--no-serve"], folder, installed.environ, timeout=900)
-    assert "4 studies, 0 failure(s)" in demo.stdout
+    assert "7 studies, 0 failure(s)" in demo.stdout
     report = _run([str(installed.command), "report", "--all"], folder, installed.environ)
     assert "'failed': 0" in report.stderr
 
