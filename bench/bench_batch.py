@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from support_package import register_support_package
+from timing import job_measures
 
 
 def _warm_up_worker() -> int:
@@ -49,15 +50,7 @@ def run_batch_once(client, n_workers: int, store, study_uids: list[str], params:
     job = run_batch(study_uids, store, DEMO_MODEL_URI, client, params=params, resume=False).wait()
     if job.counts["done"] != len(study_uids):
         raise RuntimeError(f"batch on {n_workers} worker(s) did not finish every study: {job.counts} {job.errors}")
-    record = store.read_json(f"records/jobs/{job.job_id}.json")
-    wall = job.elapsed_seconds
-    compute = sum(entry["seconds"] for entry in record["items"].values())
-    return {
-        "wall": wall,
-        "per_minute": 60.0 * len(study_uids) / wall,
-        "compute": compute,
-        "overhead": 1.0 - compute / (wall * n_workers),
-    }
+    return job_measures(job, store, n_workers)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from support_package import register_support_package
+from timing import job_measures
 
 PARAMS = {
     "architecture_params": {"width": 16, "num_classes": 2},
@@ -83,15 +84,7 @@ def run_sweep_once(client, n_workers: int, store, trials) -> dict[str, float]:
     job = run_training(store, trials, client=client).wait()
     if job.counts["done"] != len(trials) or job.errors:
         raise RuntimeError(f"sweep on {n_workers} worker(s) did not finish: {job.counts} {job.errors}")
-    record = store.read_json(f"records/jobs/{job.job_id}.json")
-    wall = job.elapsed_seconds
-    compute = sum(entry["seconds"] for entry in record["items"].values())
-    return {
-        "wall": wall,
-        "per_minute": 60.0 * len(trials) / wall,
-        "compute": compute,
-        "overhead": 1.0 - compute / (wall * n_workers),
-    }
+    return job_measures(job, store, n_workers)
 
 
 def main() -> None:

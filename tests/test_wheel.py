@@ -144,7 +144,7 @@ def test_demo_and_reports_run_from_an_empty_folder(installed, tmp_path):
 
     store = Store(folder / "data" / "store")
     studies = Catalog(store).studies()
-    assert len(studies) == 4 and len(Catalog(store).results()) == 4
+    assert len(studies) == 7 and len(Catalog(store).results()) == 7  # the 4 samples and 3 with a lesion
     for study_uid in studies["study_uid"]:
         keys = set(Catalog(store).report_files(study_uid))
         assert {layout.report_key(study_uid, "study_report", fmt) for fmt in ("ipynb", "html", "pdf")} <= keys

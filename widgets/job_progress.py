@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import ipywidgets
 
-__all__ = ["JobProgress", "JobSource"]
+__all__ = ["FollowedRecord", "JobProgress", "JobSource"]
 
 
 class JobSource(Protocol):
@@ -63,7 +63,55 @@ def _errors_html(record: dict[str, Any]) -> str:
     return f"<table><thead><tr><th>item</th><th>error</th><th>message</th></tr></thead><tbody>{rows}</tbody></table>"
 
 
-class JobProgress(ipywidgets.VBox):
+class FollowedRecord(ipywidgets.VBox):
+    """A display of a job record that refreshes itself in a background thread until the job ends.
+
+    Subclasses draw the record in :meth:`refresh` and call :meth:`_start_following` at the
+    end of their constructor; :class:`JobProgress` and
+    :class:`~widgets.training_progress.TrainingProgress` are two.
+    """
+
+    source: JobSource
+    poll: float
+    record: dict[str, Any]
+
+    def refresh(self) -> dict[str, Any]:
+        """Read the job record once and show it; return the record."""
+        raise NotImplementedError
+
+    def _start_following(self, follow: bool, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.record = self.refresh()
+        if follow and self.record.get("status") != "finished":
+            self._thread = threading.Thread(target=self._follow, name=name, daemon=True)
+            self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll):
+            try:
+                record = self.refresh()
+            except OSError:  # a store hiccup while following another process: try again
+                continue
+            if record.get("status") == "finished":
+                return
+
+    @property
+    def following(self) -> bool:
+        """Whether the background thread still refreshes the display."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop refreshing (the display keeps its last state)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the refresh thread has shown the job's end (or ``timeout`` passes)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class JobProgress(FollowedRecord):
     """Live progress of a job: bar, counts, throughput, ETA, dashboard link, errors.
 
     Parameters
@@ -84,12 +132,7 @@ class JobProgress(ipywidgets.VBox):
         self.counts = ipywidgets.HTML()
         self.errors = ipywidgets.HTML()
         super().__init__([self.header, self.bar, self.counts, self.errors])
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.record = self.refresh()
-        if follow and self.record["status"] != "finished":
-            self._thread = threading.Thread(target=self._follow, name="job-progress", daemon=True)
-            self._thread.start()
+        self._start_following(follow, "job-progress")
 
     def refresh(self) -> dict[str, Any]:
         """Read the job record once and show it; return the record."""
@@ -104,26 +147,3 @@ class JobProgress(ipywidgets.VBox):
         self.errors.value = _errors_html(record)
         self.record = record
         return record
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.poll):
-            try:
-                record = self.refresh()
-            except OSError:  # a store hiccup while following another process: try again
-                continue
-            if record["status"] == "finished":
-                return
-
-    @property
-    def following(self) -> bool:
-        """Whether the background thread still refreshes the display."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Stop refreshing (the display keeps its last state)."""
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until the refresh thread has shown the job's end (or ``timeout`` passes)."""
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -14,13 +14,12 @@ The rows and curves are pure functions of the job record (:func:`trial_rows`,
 
 from __future__ import annotations
 
-import threading
 from html import escape
 from typing import Any
 
 import ipywidgets
 
-from .job_progress import JobSource
+from .job_progress import FollowedRecord, JobSource
 from .line_chart import LineChart, series
 
 __all__ = ["TrainingProgress", "curves", "trial_rows"]
@@ -94,7 +93,7 @@ def _table_html(rows: list[dict[str, Any]]) -> str:
     return f"<table class='training-trials'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class TrainingProgress(ipywidgets.VBox):
+class TrainingProgress(FollowedRecord):
     """Live view of a training job: a table of trials and loss / AUC curves.
 
     Parameters
@@ -122,12 +121,7 @@ class TrainingProgress(ipywidgets.VBox):
         charts = ipywidgets.HBox([self.loss_chart, self.auc_chart])
         super().__init__([self.header, self.table, charts, self.errors])
         self.add_class("imaging-training-progress")
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.record = self.refresh()
-        if follow and self.record.get("status") != "finished":
-            self._thread = threading.Thread(target=self._follow, name="training-progress", daemon=True)
-            self._thread.start()
+        self._start_following(follow, "training-progress")
 
     def refresh(self) -> dict[str, Any]:
         """Read the job record once and show it; return the record."""
@@ -155,26 +149,3 @@ class TrainingProgress(ipywidgets.VBox):
         )
         self.record = record
         return record
-
-    def _follow(self) -> None:
-        while not self._stop.wait(self.poll):
-            try:
-                record = self.refresh()
-            except OSError:  # a store hiccup while following another process: try again
-                continue
-            if record.get("status") == "finished":
-                return
-
-    @property
-    def following(self) -> bool:
-        """Whether the background thread still refreshes the display."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Stop refreshing (the display keeps its last state)."""
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until the refresh thread has shown the job's end (or ``timeout`` passes)."""
-        if self._thread is not None:
-            self._thread.join(timeout)

@@ -23,7 +23,7 @@ from imaging_lib.store.labels import save_label_version
 from imaging_lib.store.objects import Store
 from imaging_lib.volume import Volume
 
-__all__ = ["TEST_PARAMS", "build_demo_labelled_store", "build_training_store", "slabs"]
+__all__ = ["SLOW_PARAMS", "TEST_PARAMS", "build_demo_labelled_store", "build_training_store", "slabs"]
 
 #: Training parameters that keep a trial to a second or two on this machine.
 TEST_PARAMS = {
@@ -34,6 +34,14 @@ TEST_PARAMS = {
     "learning_rate": 0.01,
     "patience": 0,
     "max_slices_per_study": 12,
+}
+
+#: Epochs of a few tenths of a second on one worker thread, so a test sees them go by.
+SLOW_PARAMS = {
+    **TEST_PARAMS,
+    "input_size": [160, 160],
+    "architecture_params": {"width": 16, "num_classes": 2},
+    "batch_size": 8,
 }
 
 

@@ -9,15 +9,8 @@ import pytest
 from imaging_lib.jobs import JobView, run_training
 from imaging_lib.store.objects import Store
 from imaging_lib.training import TrainingParams, grid
-from support.training_store import TEST_PARAMS, build_training_store
+from support.training_store import SLOW_PARAMS, TEST_PARAMS, build_training_store
 from widgets.training_progress import TrainingProgress, curves, trial_rows
-
-SLOW = {
-    **TEST_PARAMS,
-    "input_size": [160, 160],
-    "architecture_params": {"width": 16, "num_classes": 2},
-    "batch_size": 8,
-}
 
 
 @pytest.fixture
@@ -28,7 +21,7 @@ def store(tmp_path):
 
 
 def test_the_plot_follows_a_running_job_to_its_end(local_dask_client, store):
-    trials = grid(TrainingParams.from_mapping({**SLOW, "epochs": 10}), {"learning_rate": [0.003, 0.01]})
+    trials = grid(TrainingParams.from_mapping({**SLOW_PARAMS, "epochs": 10}), {"learning_rate": [0.003, 0.01]})
     job = run_training(store, trials, client=local_dask_client)
     progress = TrainingProgress(job, poll=0.1)
     seen = set()

@@ -28,17 +28,9 @@ from imaging_lib.store import layout
 from imaging_lib.store.objects import Store
 from imaging_lib.training import TrainingParams, grid
 from support.dask_cluster import DASK, wait_for_restart
-from support.training_store import TEST_PARAMS, build_training_store
+from support.training_store import SLOW_PARAMS, TEST_PARAMS, build_training_store
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-#: Epochs of a few tenths of a second on one worker thread, so a test sees them go by.
-SLOW = {
-    **TEST_PARAMS,
-    "input_size": [160, 160],
-    "architecture_params": {"width": 16, "num_classes": 2},
-    "batch_size": 8,
-}
 
 
 @pytest.fixture
@@ -54,7 +46,7 @@ def _epochs(record: dict) -> dict[str, list[int]]:
 
 def test_a_sweep_runs_its_trials_in_parallel_with_live_metrics(local_dask_client, store):
     epochs = 12  # a few seconds: the record (rewritten at most every 0.5 s) is caught between epochs
-    trials = grid(TrainingParams.from_mapping({**SLOW, "epochs": epochs}), {"learning_rate": [0.003, 0.01]})
+    trials = grid(TrainingParams.from_mapping({**SLOW_PARAMS, "epochs": epochs}), {"learning_rate": [0.003, 0.01]})
     job = run_training(store, trials, client=local_dask_client)
     view = JobView(store, job.job_id)
     partial, both_running = False, False
@@ -94,7 +86,7 @@ def test_a_trial_resumes_after_its_worker_is_killed(dask_process_cluster, store)
     metrics_key = layout.trial_metrics_key
     with dask_process_cluster.client() as client:
         before = dask_process_cluster.worker_pids(client)
-        job = run_training(store, {**SLOW, "epochs": epochs}, client=client)
+        job = run_training(store, {**SLOW_PARAMS, "epochs": epochs}, client=client)
         key = metrics_key(job.job_id, "trial-00")
         while not store.exists(key) or len(store.read_json(key)["epochs"]) < 3:
             assert not job.finished
@@ -224,7 +216,7 @@ def test_bad_input_ends_in_a_clear_error_and_the_registry_is_untouched(
 
 
 def test_a_job_is_cancelled_from_another_process(local_dask_client, store):
-    job = run_training(store, {**SLOW, "epochs": 40}, client=local_dask_client)
+    job = run_training(store, {**SLOW_PARAMS, "epochs": 40}, client=local_dask_client)
     key = layout.trial_metrics_key(job.job_id, "trial-00")
     while not store.exists(key) or not store.read_json(key)["epochs"]:
         time.sleep(0.05)
