@@ -21,7 +21,11 @@ than per handler:
   render over the cap gets an HTTP 503 page saying the dashboards are busy), and hides the
   token from the request URL Voilà hands each kernel (``QUERY_STRING``, ``VOILA_REQUEST_URL``).
   Voilà lets only comm and kernel-info messages through from the browser: an
-  ``execute_request`` is dropped before it reaches a kernel.
+  ``execute_request`` is dropped before it reaches a kernel. With ``pool_size`` above 0
+  the study browser is kept rendered ahead of its visitors in that many kernels
+  (:mod:`~imaging_lib.dashboard.pool`, Voilà's preheated kernels, handed out safely).
+  Kernels talk to the server over IPC sockets in Voilà's private connection folder
+  rather than loopback TCP.
 * **Server pages.** jupyter_server's login, logout and error pages link their styles through
   ``static_url``, which Voilà leaves without a ``static_path``, so ``/logout`` and every
   jupyter_server error page failed with an empty 500. They now get jupyter_server's static
@@ -37,6 +41,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import voila.app
 from jupyter_server import DEFAULT_STATIC_FILES_PATH
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.utils import url_path_join
@@ -46,8 +51,10 @@ from traitlets import Bool, Integer, List, Unicode
 from voila.app import Voila
 
 from .. import settings
+from ..identity import TEAM
 from .hosts import AllowedHosts
 from .hub_auth import CURRENT_VISITOR, HubAuthorizer, HubIdentityProvider, own_kernels_only, without_hub_credentials
+from .pool import pooled_kernel_manager
 
 __all__ = ["TEMPLATES", "DashboardKernelManager", "DashboardVoila", "ForeignRequestHandler", "main"]
 
@@ -84,10 +91,10 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     )
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self._starting = 0
         self._owners: dict[str, str] = {}
         self.hidden_token = ""
+        super().__init__(**kwargs)
 
     async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
         """Start a kernel unless :attr:`max_kernels` are alive or starting.
@@ -102,12 +109,14 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             live = len(self.list_kernel_ids()) + self._starting
             if live >= self.max_kernels:
                 self.log.warning("refusing a new dashboard kernel: %d of %d in use", live, self.max_kernels)
-                raise web.HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason="Dashboards busy")
-        visitor = CURRENT_VISITOR.get()
+                raise self.busy_error()
+        pooled = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"  # started ahead of its visitor
+        visitor = None if pooled else CURRENT_VISITOR.get()
         if self.per_visitor:
-            if visitor is None:
+            if visitor is None and not pooled:
                 raise web.HTTPError(403, "No signed-in visitor to start a dashboard kernel for")
-            kwargs["env"] = {**without_hub_credentials(kwargs.get("env") or os.environ), **visitor.kernel_environment()}
+            who = visitor.kernel_environment() if visitor is not None else {settings.ACCESS.name: TEAM}
+            kwargs["env"] = {**without_hub_credentials(kwargs.get("env") or os.environ), **who}
         if self.hidden_token and kwargs.get("env"):
             kwargs["env"] = {name: self._hide_token(value) for name, value in kwargs["env"].items()}
         self._starting += 1
@@ -118,6 +127,10 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         if self.per_visitor and visitor is not None:
             self._owners[kernel_id] = visitor.name
         return kernel_id
+
+    def busy_error(self) -> web.HTTPError:
+        """The 503 a visitor over the cap gets (the busy page)."""
+        return web.HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason="Dashboards busy")
 
     def may_use(self, kernel_id: str, user_name: str) -> bool:
         """Whether ``user_name`` may reach kernel ``kernel_id``: its owner only, with :attr:`per_visitor`."""
@@ -170,6 +183,7 @@ class DashboardVoila(Voila):
     hub = Bool(
         False, config=True, help="Sign visitors in through JupyterHub (run as a Hub service) instead of a token."
     )
+    pool_size = Integer(0, config=True, help="Study browsers kept rendered ahead of their visitors (0: none).")
 
     def initialize(self, argv: Any = None) -> None:
         """Parse the command line, then take the token from the environment (or use the Hub) and cap the kernels."""
@@ -188,6 +202,24 @@ class DashboardVoila(Voila):
             self.token = None  # the trait allows None: Voila's 'no token given'
             self.auto_token = True
         self.voila_configuration.multi_kernel_manager_class = DashboardKernelManager
+        self.voila_configuration.file_allowlist = []  # /voila/files/ serves without asking for the token
+        self.config.KernelManager.transport = "ipc"  # sockets in the private connection folder, not loopback TCP
+        self.config.DashboardPool.pool_size = self.pool_size
+
+    def init_settings(self) -> dict[str, Any]:
+        """Voilà's settings, its kernel manager built by :func:`~imaging_lib.dashboard.pool.pooled_kernel_manager`.
+
+        Voilà builds it through a module function that knows only its own pool; this
+        method has it build the dashboards' instead, for this one call.
+        """
+        stock = voila.app.voila_kernel_manager_factory
+        voila.app.voila_kernel_manager_factory = lambda base, *_args, **_kwargs: pooled_kernel_manager(
+            base, self.pool_size
+        )
+        try:
+            return super().init_settings()
+        finally:
+            voila.app.voila_kernel_manager_factory = stock
 
     def listen(self) -> None:
         """Harden the tornado application Voilà has built, then serve it."""
