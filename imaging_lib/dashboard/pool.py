@@ -118,14 +118,18 @@ class DashboardPool(LoggingConfigurable):
         self_: Any = self
         if self_.per_visitor and visitor is None:
             raise web.HTTPError(403, "No signed-in visitor to hand a dashboard kernel to")
-        while self_.get_pool_size(notebook_name):
-            try:  # Voilà's own (no request URL passed on to the refills)
-                render_task, rendered, kernel_id = await super().get_rendered_notebook(  # type: ignore[misc]
-                    notebook_name, {}, **kwargs
-                )
+        pool = self_._pools.get(notebook_name, [])
+        while pool:
+            item = pool.pop(0)
+            try:  # let its notebook finish: Voilà's page of a kernel stopped mid-notebook never ends
+                await asyncio.wait_for(asyncio.shield((await item)["task"]), HAND_OUT_TIMEOUT_S)
             except Exception:  # a refill refused at the cap, or a kernel that died: try the next one
                 self_.log.warning("a pooled kernel for %s is unusable", notebook_name, exc_info=True)
                 continue
+            pool.insert(0, item)  # Voilà's own hand-out takes it at once (no request URL passed on to the refills)
+            render_task, rendered, kernel_id = await super().get_rendered_notebook(  # type: ignore[misc]
+                notebook_name, {}, **kwargs
+            )
             if self_.per_visitor and visitor is not None:
                 self_._owners[kernel_id] = visitor.name
             try:

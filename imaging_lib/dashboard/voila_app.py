@@ -25,7 +25,8 @@ than per handler:
   the study browser is kept rendered ahead of its visitors in that many kernels
   (:mod:`~imaging_lib.dashboard.pool`, Voilà's preheated kernels, handed out safely).
   Kernels talk to the server over IPC sockets in Voilà's private connection folder
-  rather than loopback TCP.
+  rather than loopback TCP, and are not sent SIGINT before they are shut down
+  (:class:`QuietShutdownKernelManager`).
 * **Server pages.** jupyter_server's login, logout and error pages link their styles through
   ``static_url``, which Voilà leaves without a ``static_path``, so ``/logout`` and every
   jupyter_server error page failed with an empty 500. They now get jupyter_server's static
@@ -43,11 +44,11 @@ from urllib.parse import quote
 import jinja2
 import voila.app
 from jupyter_server import DEFAULT_STATIC_FILES_PATH
-from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager, ServerKernelManager
 from jupyter_server.utils import url_path_join
 from tornado import httputil, web
 from tornado.routing import Matcher, Rule
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode, default
 from voila.app import Voila
 
 from .. import settings
@@ -70,6 +71,20 @@ BUSY_MESSAGE = (
 )
 
 
+class QuietShutdownKernelManager(ServerKernelManager):
+    """jupyter_server's manager of one kernel, without the interrupt jupyter_client sends before a shutdown.
+
+    A kernel still starting (a pool refill when the server stops) dies of that SIGINT with
+    a ``KeyboardInterrupt`` traceback in the server's log, and a busy one logs "KeyboardInterrupt
+    caught in kernel". The shutdown request, then the kill after the grace time, stop it anyway.
+    """
+
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
+
+
 class DashboardKernelManager(AsyncMappingKernelManager):
     """jupyter_server's kernel manager with a cap on live kernels and the token kept from them.
 
@@ -89,6 +104,10 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     max_kernels = Integer(
         int(str(settings.DASHBOARD_MAX_KERNELS.default)), config=True, help="Most kernels alive (or starting) at once."
     )
+
+    @default("kernel_manager_class")
+    def _default_kernel_manager_class(self) -> str:
+        return "imaging_lib.dashboard.voila_app.QuietShutdownKernelManager"
 
     def __init__(self, **kwargs: Any) -> None:
         self._starting = 0
@@ -127,6 +146,15 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         if self.per_visitor and visitor is not None:
             self._owners[kernel_id] = visitor.name
         return kernel_id
+
+    async def shutdown_all(self, now: bool = False) -> None:  # type: ignore[override]  # async in jupyter_server
+        """Kill every kernel at once when the server stops (``now`` is always true).
+
+        A kernel asked to shut down while it runs a cell (a pool refill) logs a ZMQ error
+        for the reply it can no longer send. Dashboard kernels hold nothing to save (store
+        writes are atomic), so they are killed instead.
+        """
+        await super().shutdown_all(now=True)
 
     def busy_error(self) -> web.HTTPError:
         """The 503 a visitor over the cap gets (the busy page)."""

@@ -59,6 +59,7 @@ from ..io.dicom_dataset import dataset_to_bytes, parse_dicom
 from ..io.dicom_values import attribute, check_value_attributes, is_multivalued, text
 from ..io.nifti import is_nifti_name, nifti_from_bytes
 from ..limits import MAX_PENDING_BYTES
+from ..progress_bar import progress_bar
 from ..store import layout, records
 from ..store.objects import Store
 from ..volume import Volume
@@ -437,8 +438,6 @@ def ingest(
     KeyInStore
         If the store still holds ``config/deid_secret`` from an older version.
     """
-    from tqdm.auto import tqdm
-
     store = store if isinstance(store, Store) else Store(store)
     refuse_key_in_store(store)  # before a key file is made for a store that has its own key inside
     key = load_key(secret)
@@ -447,7 +446,7 @@ def ingest(
     given = [sources] if isinstance(sources, (str, os.PathLike)) or is_upload(sources) else sources
     queue: deque[Input | Skipped] = deque()
     group = None
-    with tqdm(total=0, unit="file", desc="ingest", disable=not progress) as bar:
+    with progress_bar(total=0, unit="file", desc="ingest", disable=not progress) as bar:
         for source in cast(Iterable[Source], given):  # one source at a time: a generator may follow along
             try:
                 queue.extend(expand(source))
