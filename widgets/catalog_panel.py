@@ -26,7 +26,7 @@ from typing import Any
 import ipywidgets
 import pandas as pd
 
-from imaging_lib.dashboard.handout import on_hand_out
+from imaging_lib.handout import on_hand_out
 from imaging_lib.store import records, review
 from imaging_lib.store.catalog import Catalog, job_status_by_study, latest_per_study
 from imaging_lib.store.labels import latest_label

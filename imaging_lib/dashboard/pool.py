@@ -14,7 +14,7 @@ changes four things:
 * **The hand-out.** A pooled kernel starts with no visitor: in the Hub's mode it has
   ``IMAGING_ACCESS=team`` and no user (no permission at all), and nobody may reach it.
   When the page handler takes it for a visitor, this server records them as its owner,
-  then runs :func:`imaging_lib.dashboard.handout.hand_out` in it over the shell channel,
+  then runs :func:`imaging_lib.handout.hand_out` in it over the shell channel,
   silently (no ``execute_input`` reaches the page), with the name, groups and OAuth
   token the Hub gave this server. The browser cannot do this (Voilà drops a page's
   execute requests), and a kernel serves one visitor: it never goes back to the pool.
@@ -58,7 +58,7 @@ def hand_out_code(visitor: Visitor | None) -> str:
     payload = None
     if visitor is not None:
         payload = {"name": visitor.name, "groups": list(visitor.groups), "token": visitor.token}
-    return f"from imaging_lib.dashboard.handout import hand_out\nhand_out({json.dumps(payload)!r})\n"
+    return f"from imaging_lib.handout import hand_out\nhand_out({json.dumps(payload)!r})\n"
 
 
 async def run_silently(kernel_manager: Any, code: str, timeout: float = HAND_OUT_TIMEOUT_S) -> None:

@@ -124,8 +124,8 @@ def follow_with_progress_bar(job: FollowedJob, *, file: TextIO | None = None, po
     from ..progress_bar import progress_bar
 
     counts = job.counts
-    options: dict[str, Any] = {"total": counts["total"], "initial": counts["skipped"], "unit": "study", "desc": job.job_id}
-    with progress_bar(file=file, **options) as bar:
+    options: dict[str, Any] = {"total": counts["total"], "initial": counts["skipped"], "unit": "study"}
+    with progress_bar(file=file, desc=job.job_id, **options) as bar:
         while True:
             ended = job.finished
             counts = job.counts

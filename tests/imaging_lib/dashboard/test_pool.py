@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import json
-import os
 import re
 import secrets
 import time
@@ -14,12 +13,9 @@ import psutil
 import pytest
 import requests
 
-from imaging_lib import identity
-from imaging_lib.dashboard import handout
 from imaging_lib.dashboard.hub_auth import Visitor
 from imaging_lib.dashboard.pool import hand_out_code
 from imaging_lib.dashboard.server import start_dashboard, voila_argv
-from imaging_lib.errors import PermissionDenied
 
 KERNEL_ID = re.compile(r'"kernelId": "([0-9a-f-]{36})"')
 NOISE = (
@@ -59,34 +55,6 @@ def test_the_hand_out_code_carries_the_visitor_as_one_string_literal():
     assert isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)
     assert json.loads(call.args[0].value) == {"name": hostile.name, "groups": list(hostile.groups), "token": "t0k\nen"}
     assert json.loads(ast.parse(hand_out_code(None)).body[1].value.args[0].value) is None
-
-
-def test_hand_out_binds_the_visitor_once_and_refreshes_the_panels(monkeypatch):
-    monkeypatch.setattr(os, "environ", dict(os.environ))  # bind writes the process environment
-    for name in ("IMAGING_USER", "JUPYTERHUB_USER", "IMAGING_USER_GROUPS", "JUPYTERHUB_API_TOKEN"):
-        os.environ.pop(name, None)
-    os.environ["IMAGING_ACCESS"] = "team"  # a pooled kernel of the Hub's dashboards: nobody yet
-    monkeypatch.setattr(handout, "_listeners", [])
-    monkeypatch.setattr(identity, "_bound_listeners", [])
-    assert not identity.current_identity().can("view")
-    refreshed = []
-    handout.on_hand_out(lambda: refreshed.append(identity.current_identity().name))
-    exec(hand_out_code(Visitor("bob", ("viewer",), "bobs-token")), {})  # as the server runs it
-    bob = identity.current_identity()
-    assert (bob.name, bob.roles, refreshed) == ("bob", ("viewer",), ["bob"])
-    with pytest.raises(PermissionDenied):  # a kernel serves one visitor
-        handout.hand_out(json.dumps({"name": "alice", "groups": ["admin"], "token": ""}))
-    assert identity.current_identity().name == "bob"
-
-
-def test_the_token_holders_hand_out_only_refreshes(monkeypatch):
-    monkeypatch.setattr(os, "environ", dict(os.environ))
-    os.environ.pop("IMAGING_ACCESS", None)
-    monkeypatch.setattr(handout, "_listeners", [])
-    refreshed = []
-    handout.on_hand_out(lambda: refreshed.append(True))
-    handout.hand_out("null")
-    assert refreshed == [True] and not identity.current_identity().team
 
 
 def test_the_pool_size_is_on_the_command_line_and_never_above_the_cap():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from ..identity import bind
+from .identity import bind
 
 __all__ = ["hand_out", "on_hand_out"]
 
