@@ -8,7 +8,9 @@ changes four things:
 * **Only the pooled dashboards** (:data:`POOLED_NOTEBOOKS`, the study browser) get a
   pool, of :attr:`DashboardPool.pool_size` kernels. Pooled kernels count in
   ``max_kernels``: the pool fills only into free places, so memory stays bounded and a
-  crowd gets the busy page rather than more kernels than the machine holds.
+  crowd gets the busy page rather than more kernels than the machine holds. They are
+  spare places, not taken ones: a visitor of another dashboard who finds the cap
+  reached gets the place of a waiting pooled kernel, shut down for them.
 * **Refills are gentle.** One kernel at a time, and only while no other kernel is
   starting, so refilling after a crowd does not slow the crowd's own pages.
 * **The hand-out.** A pooled kernel starts with no visitor: in the Hub's mode it has
@@ -141,6 +143,25 @@ class DashboardPool(LoggingConfigurable):
             self_.log.info("pooled kernel %s handed to %s", kernel_id, visitor.name if visitor else "the token holder")
             return render_task, rendered, kernel_id
         raise self_.busy_error()
+
+    async def start_kernel(self, **kwargs: Any) -> str:
+        """Start a visitor's kernel; at the cap, in the place of a pooled kernel still waiting for its visitor."""
+        self_: Any = self
+        if kwargs.get("kernel_id") is None and len(self_.list_kernel_ids()) + self_._starting >= self_.max_kernels:
+            await self._reclaim_one()
+        return await super().start_kernel(**kwargs)  # type: ignore[misc]
+
+    async def _reclaim_one(self) -> None:
+        self_: Any = self
+        for pool in self_._pools.values():
+            for item in reversed(pool):
+                if item.done() and item.exception() is None:
+                    pool.remove(item)
+                    content = item.result()
+                    content["task"].cancel()
+                    self_.log.info("pooled kernel %s gives its place to a visitor", content["kernel_id"])
+                    await self_.shutdown_kernel(content["kernel_id"], now=True)
+                    return
 
     # ---------------------------------------------------------------- refills
     def fill_if_needed(
