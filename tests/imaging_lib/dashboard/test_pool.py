@@ -109,6 +109,14 @@ def test_pooled_study_browsers_are_handed_out_and_the_pool_fills_only_under_the_
     assert len(kernel_processes(pooled)) == 2
 
 
+def test_at_the_cap_a_waiting_pooled_kernel_gives_its_place_to_another_dashboards_visitor(pooled):
+    assert len(kernel_processes(pooled)) == 2  # the cap is full of pooled study browsers
+    page = requests.get(pooled.url("voila/render/index.ipynb"), timeout=180)
+    assert page.status_code == 200, page.text[:300]
+    assert "gives its place to a visitor" in pooled.log_path.read_text()
+    assert len(kernel_processes(pooled)) <= 2
+
+
 def test_a_page_load_and_shutdown_leave_no_noise_in_the_server_log(pooled):
     page = requests.get(pooled.url("voila/render/studies.ipynb"), timeout=180)  # from the refilled pool
     assert page.status_code == 200
