@@ -11,8 +11,9 @@ changes four things:
   crowd gets the busy page rather than more kernels than the machine holds. They are
   spare places, not taken ones: a visitor of another dashboard who finds the cap
   reached gets the place of a waiting pooled kernel, shut down for them.
-* **Refills are gentle.** One kernel at a time, and only while no other kernel is
-  starting, so refilling after a crowd does not slow the crowd's own pages.
+* **Refills are gentle.** One kernel at a time, and only once no kernel is starting and
+  every kernel has been quiet for :data:`REFILL_QUIET_S` seconds, so refilling after a
+  crowd does not slow the crowd's own pages.
 * **The hand-out.** A pooled kernel starts with no visitor: in the Hub's mode it has
   ``IMAGING_ACCESS=team`` and no user (no permission at all), and nobody may reach it.
   When the page handler takes it for a visitor, this server records them as its owner,
@@ -33,6 +34,7 @@ import asyncio
 import json
 from typing import Any
 
+from jupyter_server._tz import utcnow
 from tornado import web
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
@@ -46,6 +48,9 @@ __all__ = ["HAND_OUT_TIMEOUT_S", "POOLED_NOTEBOOKS", "DashboardPool", "hand_out_
 
 POOLED_NOTEBOOKS = ("studies.ipynb",)
 """The dashboards kept rendered ahead of their visitors (paths under the dashboards' folder)."""
+
+REFILL_QUIET_S = 3.0
+"""Seconds every kernel must have been quiet (no message) before the pool starts another kernel."""
 
 HAND_OUT_TIMEOUT_S = 120.0
 """Seconds a pooled kernel has to take its visitor (it may still be running its notebook)."""
@@ -178,6 +183,11 @@ class DashboardPool(LoggingConfigurable):
         wait = self_.fill_delay if delay is None else delay  # Voilà's, 1 s after a hand-out
         asyncio.get_event_loop().create_task(self._refill(notebook_name, wait, kwargs))
 
+    def _busy_within(self, seconds: float) -> bool:
+        """Whether any kernel sent a message in the last ``seconds`` (jupyter_server's own activity record)."""
+        self_: Any = self
+        return bool((utcnow() - self_.last_kernel_activity).total_seconds() < seconds)
+
     def _room(self) -> int:
         self_: Any = self
         pending = sum(1 for pool in self_._pools.values() for item in pool if not item.done())
@@ -190,8 +200,8 @@ class DashboardPool(LoggingConfigurable):
             self._refill_lock = asyncio.Lock()
         async with self._refill_lock:
             while not self._closing:
-                while self_._starting and not self._closing:  # visitors' kernels first
-                    await asyncio.sleep(0.5)
+                while not self._closing and (self_._starting or self._busy_within(REFILL_QUIET_S)):
+                    await asyncio.sleep(0.5)  # the visitors' kernels first
                 pool = self_._pools.setdefault(notebook_name, [])
                 if self._closing or len(pool) >= self.pool_size or self._room() <= 0:
                     return
