@@ -213,16 +213,15 @@ def test_a_pooled_study_browser_handed_to_bob_carries_nothing_of_alice(team_hub)
     while len(_waiting_in_the_pool(team_hub)) < 2:  # the pool of 2 has filled
         assert time.monotonic() < deadline, team_hub.log()[-3000:]
         time.sleep(0.5)
-    with (
-        chromium_context(viewport=(1280, 900), timeout_ms=LOAD_MS) as alices,
-        chromium_context(viewport=(1280, 900), timeout_ms=LOAD_MS) as bobs,
-    ):
+    with chromium_context(viewport=(1280, 900), timeout_ms=LOAD_MS) as alices:
+        bobs = alices.browser.new_context(viewport={"width": 1280, "height": 900})  # own cookies: another person
+        bobs.set_default_timeout(LOAD_MS)
         alice, bob = alices.new_page(), bobs.new_page()
         sign_in(alice, team_hub, "alice")
-        open_dashboard(alice, team_hub, "studies", ROWS)
+        _open_brain(alice, team_hub)
         handed_to_alice = time.time()
         sign_in(bob, team_hub, "bob")
-        open_dashboard(bob, team_hub, "studies", ROWS)
+        _open_brain(bob, team_hub)
         kernel_a, kernel_b = (re.search(r'"kernelId": "([0-9a-f-]{36})"', p.content()).group(1) for p in (alice, bob))
         assert kernel_a != kernel_b
         log = team_hub.log()
@@ -231,7 +230,8 @@ def test_a_pooled_study_browser_handed_to_bob_carries_nothing_of_alice(team_hub)
         assert bob.locator(".imaging-identity-name").inner_text() == "bob"
         assert bob.locator(".imaging-identity-roles").inner_text() == "viewer"
         assert bob.locator(f"{GATED}:visible").count() == 0  # alice's review controls are not bob's
-        assert alice.locator(".imaging-requires-review:visible").count() >= 1
+        assert alice.locator("button.imaging-requires-review:visible").count() >= 1
+        assert alice.locator(".imaging-identity-roles").inner_text() == "researcher, reviewer"
         # Each kernel is its visitor's alone from the hand-out on.
         assert alices.request.get(f"{team_hub.dashboards}api/kernels/{kernel_b}").status == 404
         assert bobs.request.get(f"{team_hub.dashboards}api/kernels/{kernel_b}").status == 200
@@ -243,3 +243,4 @@ def test_a_pooled_study_browser_handed_to_bob_carries_nothing_of_alice(team_hub)
         for kernel_id, process in kernels.items():
             if kernel_id != kernel_a and process.create_time() >= handed_to_alice - 1:
                 assert not any("alice" in value for value in process.environ().values()), kernel_id
+        bobs.close()
