@@ -35,6 +35,7 @@ than per handler:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -175,6 +176,18 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         return value
 
 
+class _UntrustedNotebookFilter(logging.Filter):
+    """Drops jupyter_server's "Notebook ... is not trusted", logged at every render of every dashboard.
+
+    Trust decides whether a notebook's stored JavaScript outputs are shown in JupyterLab;
+    Voilà runs the dashboards' notebooks either way, so the warning says nothing to the
+    operator (and their notebooks are package data, signed by no one's key).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Notebook %s is not trusted"
+
+
 class _RefusedHostOrOrigin(Matcher):
     """Matches the requests :meth:`AllowedHosts.refusal` refuses, with the reason."""
 
@@ -216,6 +229,7 @@ class DashboardVoila(Voila):
     def initialize(self, argv: Any = None) -> None:
         """Parse the command line, then take the token from the environment (or use the Hub) and cap the kernels."""
         super().initialize(argv)
+        self.log.addFilter(_UntrustedNotebookFilter())
         token = settings.read(settings.DASHBOARD_TOKEN)
         os.environ.pop(settings.DASHBOARD_TOKEN.name, None)  # kernels inherit this environment
         if self.hub:

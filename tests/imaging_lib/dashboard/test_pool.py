@@ -23,6 +23,7 @@ NOISE = (
     "KeyboardInterrupt",
     "DeprecationWarning",
     "Traceback",
+    "is not trusted",
 )
 """Lines a served dashboard's log must not show on a page load and a shutdown."""
 
