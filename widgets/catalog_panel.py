@@ -27,6 +27,7 @@ from typing import Any
 import ipywidgets
 import pandas as pd
 
+from imaging_lib.handout import on_hand_out
 from imaging_lib.store import records, review
 from imaging_lib.store.catalog import Catalog, job_status_by_study, latest_per_study
 from imaging_lib.store.labels import latest_label
@@ -330,6 +331,7 @@ class CatalogPanel(ipywidgets.VBox):
         self.refresh_button.on_click(lambda _button: self.refresh())
         self.table.observe(self._on_select, names="selected")
         self.refresh()
+        on_hand_out(self.refresh)  # rendered ahead of its visitor (a pooled kernel): show the store as it is now
 
     def refresh(self) -> None:
         """Re-read the catalog from the store and redraw the table (keeping filters)."""

@@ -17,7 +17,10 @@ Uploads and volumes travel in chunks of at most 4 MiB, so tornado's stock websoc
 asking for the token), and the kernels get an absolute ``IMAGING_STORE`` because Voilà
 starts them in the notebook's folder.
 
-Each visitor gets a kernel. Voilà's page asks for its kernel's shutdown when it is
+Each visitor gets a kernel. The study browser is kept rendered ahead of its visitors in
+``pool_size`` pre-started kernels (``IMAGING_DASHBOARD_POOL_SIZE``, counted in the cap;
+:mod:`~imaging_lib.dashboard.pool`), so a team opening it at once sees it at once.
+Voilà's page asks for its kernel's shutdown when it is
 closed, but behind a token that request is refused (it carries no XSRF token), so kernels
 whose page has gone (no websocket open) are culled after :data:`KERNEL_CULL_IDLE_SECONDS`
 idle seconds instead; kernels with an open page are never culled.
@@ -55,6 +58,7 @@ __all__ = [
     "dashboard_url",
     "read_allowed_hosts",
     "read_max_kernels",
+    "read_pool_size",
     "resolve_token",
     "serve_dashboard",
     "start_dashboard",
@@ -117,6 +121,20 @@ def read_max_kernels(environ: Mapping[str, str] | None = None) -> int:
     return int(value)
 
 
+def read_pool_size(environ: Mapping[str, str] | None = None) -> int:
+    """Return how many study browsers to keep rendered ahead of visitors, from ``IMAGING_DASHBOARD_POOL_SIZE``.
+
+    Raises
+    ------
+    ValueError
+        If the setting is not a whole number (0 turns the pool off).
+    """
+    value = str(settings.read(settings.DASHBOARD_POOL_SIZE, environ))
+    if not value.isdigit():
+        raise ValueError(f"{settings.DASHBOARD_POOL_SIZE.name} must be a whole number, not {value!r}")
+    return int(value)
+
+
 def _check_token(ip: str, token: str) -> None:
     if not is_loopback(ip) and len(token) < DASHBOARD_TOKEN_MIN_LENGTH:
         raise InsecureServing(
@@ -135,6 +153,7 @@ def voila_argv(
     cull_idle_seconds: int = KERNEL_CULL_IDLE_SECONDS,
     max_kernels: int | None = None,
     allowed_hosts: Sequence[str] = (),
+    pool_size: int | None = None,
 ) -> list[str]:
     """Return the command line that serves ``apps`` with the dashboards' Voilà.
 
@@ -156,6 +175,8 @@ def voila_argv(
         Most kernels alive at once (a visitor over it gets a 503 page); default :func:`read_max_kernels`.
     allowed_hosts : sequence of str
         Extra host names to answer to (a reverse proxy's public name).
+    pool_size : int, optional
+        Study browsers kept rendered ahead of visitors (0: none); default :func:`read_pool_size`.
 
     Returns
     -------
@@ -163,6 +184,8 @@ def voila_argv(
     """
     if max_kernels is None:
         max_kernels = read_max_kernels()
+    if pool_size is None:
+        pool_size = read_pool_size()
     return [
         python,
         "-m",
@@ -172,9 +195,9 @@ def voila_argv(
         f"--port={port}",
         "--Voila.port_retries=0",
         f"--Voila.ip={ip}",
-        "--VoilaConfiguration.file_allowlist=[]",
         *(f"--DashboardVoila.allowed_hosts={name}" for name in allowed_hosts),
         f"--DashboardKernelManager.max_kernels={max_kernels}",
+        f"--DashboardVoila.pool_size={min(pool_size, max_kernels)}",
         f"--MappingKernelManager.cull_idle_timeout={cull_idle_seconds}",
         f"--MappingKernelManager.cull_interval={max(1, min(60, cull_idle_seconds // 2))}",
         "--MappingKernelManager.cull_connected=False",
@@ -304,6 +327,7 @@ def start_dashboard(
     cull_idle_seconds: int = KERNEL_CULL_IDLE_SECONDS,
     max_kernels: int | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    pool_size: int | None = None,
 ) -> DashboardServer:
     """Start Voilà on the dashboards and return once it answers.
 
@@ -329,6 +353,8 @@ def start_dashboard(
         Most kernels alive at once; default :func:`read_max_kernels`.
     allowed_hosts : sequence of str, optional
         Extra host names to answer to; default :func:`read_allowed_hosts`.
+    pool_size : int, optional
+        Study browsers kept rendered ahead of visitors; default :func:`read_pool_size`.
 
     Returns
     -------
@@ -351,6 +377,7 @@ def start_dashboard(
         cull_idle_seconds=cull_idle_seconds,
         max_kernels=read_max_kernels(environ) if max_kernels is None else max_kernels,
         allowed_hosts=read_allowed_hosts(environ) if allowed_hosts is None else allowed_hosts,
+        pool_size=read_pool_size(environ) if pool_size is None else pool_size,
     )
     env = dashboard_env(store_url, environ, token=token)
     process = subprocess.Popen(argv, env=env, stdout=output, stderr=output, start_new_session=True)

@@ -21,7 +21,12 @@ than per handler:
   render over the cap gets an HTTP 503 page saying the dashboards are busy), and hides the
   token from the request URL Voilà hands each kernel (``QUERY_STRING``, ``VOILA_REQUEST_URL``).
   Voilà lets only comm and kernel-info messages through from the browser: an
-  ``execute_request`` is dropped before it reaches a kernel.
+  ``execute_request`` is dropped before it reaches a kernel. With ``pool_size`` above 0
+  the study browser is kept rendered ahead of its visitors in that many kernels
+  (:mod:`~imaging_lib.dashboard.pool`, Voilà's preheated kernels, handed out safely).
+  Kernels talk to the server over IPC sockets in Voilà's private connection folder
+  rather than loopback TCP, and are not sent SIGINT before they are shut down
+  (:class:`QuietShutdownKernelManager`).
 * **Server pages.** jupyter_server's login, logout and error pages link their styles through
   ``static_url``, which Voilà leaves without a ``static_path``, so ``/logout`` and every
   jupyter_server error page failed with an empty 500. They now get jupyter_server's static
@@ -30,6 +35,7 @@ than per handler:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -37,17 +43,20 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+import voila.app
 from jupyter_server import DEFAULT_STATIC_FILES_PATH
-from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager, ServerKernelManager
 from jupyter_server.utils import url_path_join
 from tornado import httputil, web
 from tornado.routing import Matcher, Rule
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode, default
 from voila.app import Voila
 
 from .. import settings
+from ..identity import TEAM
 from .hosts import AllowedHosts
 from .hub_auth import CURRENT_VISITOR, HubAuthorizer, HubIdentityProvider, own_kernels_only, without_hub_credentials
+from .pool import pooled_kernel_manager
 
 __all__ = ["TEMPLATES", "DashboardKernelManager", "DashboardVoila", "ForeignRequestHandler", "main"]
 
@@ -61,6 +70,20 @@ BUSY_MESSAGE = (
     "All %d dashboard sessions are in use. Close a dashboard tab you no longer need, or try again "
     "in a few minutes: the sessions of closed pages end by themselves."
 )
+
+
+class QuietShutdownKernelManager(ServerKernelManager):
+    """jupyter_server's manager of one kernel, without the interrupt jupyter_client sends before a shutdown.
+
+    A kernel still starting (a pool refill when the server stops) dies of that SIGINT with
+    a ``KeyboardInterrupt`` traceback in the server's log, and a busy one logs "KeyboardInterrupt
+    caught in kernel". The shutdown request, then the kill after the grace time, stop it anyway.
+    """
+
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
 
 
 class DashboardKernelManager(AsyncMappingKernelManager):
@@ -83,11 +106,15 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         int(str(settings.DASHBOARD_MAX_KERNELS.default)), config=True, help="Most kernels alive (or starting) at once."
     )
 
+    @default("kernel_manager_class")
+    def _default_kernel_manager_class(self) -> str:
+        return "imaging_lib.dashboard.voila_app.QuietShutdownKernelManager"
+
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self._starting = 0
         self._owners: dict[str, str] = {}
         self.hidden_token = ""
+        super().__init__(**kwargs)
 
     async def start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
         """Start a kernel unless :attr:`max_kernels` are alive or starting.
@@ -102,12 +129,14 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             live = len(self.list_kernel_ids()) + self._starting
             if live >= self.max_kernels:
                 self.log.warning("refusing a new dashboard kernel: %d of %d in use", live, self.max_kernels)
-                raise web.HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason="Dashboards busy")
-        visitor = CURRENT_VISITOR.get()
+                raise self.busy_error()
+        pooled = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"  # started ahead of its visitor
+        visitor = None if pooled else CURRENT_VISITOR.get()
         if self.per_visitor:
-            if visitor is None:
+            if visitor is None and not pooled:
                 raise web.HTTPError(403, "No signed-in visitor to start a dashboard kernel for")
-            kwargs["env"] = {**without_hub_credentials(kwargs.get("env") or os.environ), **visitor.kernel_environment()}
+            who = visitor.kernel_environment() if visitor is not None else {settings.ACCESS.name: TEAM}
+            kwargs["env"] = {**without_hub_credentials(kwargs.get("env") or os.environ), **who}
         if self.hidden_token and kwargs.get("env"):
             kwargs["env"] = {name: self._hide_token(value) for name, value in kwargs["env"].items()}
         self._starting += 1
@@ -118,6 +147,19 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         if self.per_visitor and visitor is not None:
             self._owners[kernel_id] = visitor.name
         return kernel_id
+
+    async def shutdown_all(self, now: bool = False) -> None:  # type: ignore[override]  # async in jupyter_server
+        """Kill every kernel at once when the server stops (``now`` is always true).
+
+        A kernel asked to shut down while it runs a cell (a pool refill) logs a ZMQ error
+        for the reply it can no longer send. Dashboard kernels hold nothing to save (store
+        writes are atomic), so they are killed instead.
+        """
+        await super().shutdown_all(now=True)
+
+    def busy_error(self) -> web.HTTPError:
+        """The 503 a visitor over the cap gets (the busy page)."""
+        return web.HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason="Dashboards busy")
 
     def may_use(self, kernel_id: str, user_name: str) -> bool:
         """Whether ``user_name`` may reach kernel ``kernel_id``: its owner only, with :attr:`per_visitor`."""
@@ -132,6 +174,30 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         for form in {self.hidden_token, quote(self.hidden_token, safe="")}:
             value = value.replace(form, "<hidden>")
         return value
+
+
+class _UntrustedNotebookFilter(logging.Filter):
+    """Drops jupyter_server's "Notebook ... is not trusted", logged at every render of every dashboard.
+
+    Trust decides whether a notebook's stored JavaScript outputs are shown in JupyterLab;
+    Voilà runs the dashboards' notebooks either way, so the warning says nothing to the
+    operator (and their notebooks are package data, signed by no one's key).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Notebook %s is not trusted"
+
+
+class _TokenInUrlFilter(logging.Filter):
+    """Masks ``token=...`` in the URLs a log line quotes (tornado's access and error lines quote the query)."""
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._TOKEN.sub(r"\1<hidden>", message), ()
+        return True
 
 
 class _RefusedHostOrOrigin(Matcher):
@@ -170,10 +236,17 @@ class DashboardVoila(Voila):
     hub = Bool(
         False, config=True, help="Sign visitors in through JupyterHub (run as a Hub service) instead of a token."
     )
+    pool_size = Integer(0, config=True, help="Study browsers kept rendered ahead of their visitors (0: none).")
 
     def initialize(self, argv: Any = None) -> None:
         """Parse the command line, then take the token from the environment (or use the Hub) and cap the kernels."""
         super().initialize(argv)
+        self.log.addFilter(_UntrustedNotebookFilter())
+        for logger in (
+            self.log,
+            *(logging.getLogger(f"tornado.{name}") for name in ("access", "application", "general")),
+        ):
+            logger.addFilter(_TokenInUrlFilter())  # a busy page's 503 line quotes the URL, token and all
         token = settings.read(settings.DASHBOARD_TOKEN)
         os.environ.pop(settings.DASHBOARD_TOKEN.name, None)  # kernels inherit this environment
         if self.hub:
@@ -188,6 +261,24 @@ class DashboardVoila(Voila):
             self.token = None  # the trait allows None: Voila's 'no token given'
             self.auto_token = True
         self.voila_configuration.multi_kernel_manager_class = DashboardKernelManager
+        self.voila_configuration.file_allowlist = []  # /voila/files/ serves without asking for the token
+        self.config.KernelManager.transport = "ipc"  # sockets in the private connection folder, not loopback TCP
+        self.config.DashboardPool.pool_size = self.pool_size
+
+    def init_settings(self) -> dict[str, Any]:
+        """Voilà's settings, its kernel manager built by :func:`~imaging_lib.dashboard.pool.pooled_kernel_manager`.
+
+        Voilà builds it through a module function that knows only its own pool; this
+        method has it build the dashboards' instead, for this one call.
+        """
+        stock = voila.app.voila_kernel_manager_factory
+        voila.app.voila_kernel_manager_factory = lambda base, *_args, **_kwargs: pooled_kernel_manager(
+            base, self.pool_size
+        )
+        try:
+            return super().init_settings()
+        finally:
+            voila.app.voila_kernel_manager_factory = stock
 
     def listen(self) -> None:
         """Harden the tornado application Voilà has built, then serve it."""

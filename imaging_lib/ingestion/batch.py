@@ -64,6 +64,7 @@ from ..deid.key import DeidKey, load_key
 from ..errors import ImagingError, MissingRecord, UnexpectedFailure, UnreadableImage
 from ..io.nifti import is_nifti_name, nifti_from_bytes
 from ..limits import MAX_PENDING_BYTES
+from ..progress_bar import progress_bar
 from ..store import ingest_records, layout, records
 from ..store.objects import Store
 from ..volume import Volume
@@ -398,8 +399,6 @@ def ingest(
         If the archive cannot be searched (nothing is written). Failures while
         retrieving a series are recorded in the summary's ``failed`` instead.
     """
-    from tqdm.auto import tqdm
-
     checked = ArchiveQuery.from_mapping(query) if query is not None else None
     store = store if isinstance(store, Store) else Store(store)
     refuse_key_in_store(store)  # before a key file is made for a store that has its own key inside
@@ -410,7 +409,7 @@ def ingest(
         bind_key_to_store(store, key)
         batch = _Batch(store, key, allow_burned_in)
         unit = "instance" if archive is not None else "file"
-        with tqdm(total=0, unit=unit, desc="ingest", disable=not progress) as bar:
+        with progress_bar(total=0, unit=unit, desc="ingest", disable=not progress) as bar:
             tracker = Progress(bar, on_progress)
             if archive is not None:
                 retrieve_studies(batch, archive, studies, tracker)

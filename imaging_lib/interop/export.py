@@ -281,10 +281,12 @@ def _write_folder(objects: Sequence[ExportedObject], out: str | os.PathLike[str]
 
 
 def _send(objects: Sequence[ExportedObject], archive: Any, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from ..progress_bar import progress_bar
 
-    for item in tqdm(objects, desc="STOW-RS", unit="object", disable=not progress):
-        archive.store(item.dataset)
+    with progress_bar(total=len(objects), desc="STOW-RS", unit="object", disable=not progress) as bar:
+        for item in objects:
+            archive.store(item.dataset)
+            bar.update(1)
 
 
 def export_study(

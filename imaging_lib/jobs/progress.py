@@ -121,16 +121,17 @@ def follow_with_progress_bar(job: FollowedJob, *, file: TextIO | None = None, po
     imaging_lib.jobs.Job
         The ended job.
     """
-    from tqdm import tqdm
+    from ..progress_bar import progress_bar
 
     counts = job.counts
-    with tqdm(total=counts["total"], initial=counts["skipped"], unit="study", file=file, desc=job.job_id) as bar:
+    options: dict[str, Any] = {"total": counts["total"], "initial": counts["skipped"], "unit": "study"}
+    with progress_bar(file=file, desc=job.job_id, **options) as bar:
         while True:
             ended = job.finished
             counts = job.counts
             bar.n = counts["done"] + counts["failed"] + counts["skipped"]
             bar.set_postfix(running=counts["running"], failed=counts["failed"], refresh=False)
-            bar.refresh()
+            bar.update(0)  # drawn if due (a log file gets one line at the end)
             if ended:
                 return job
             try:

@@ -215,10 +215,10 @@ def follow_training(job: TrainingJob, *, file: TextIO | None = None, poll: float
     TrainingJob
         The ended job.
     """
-    from tqdm import tqdm
+    from ..progress_bar import progress_bar
 
     total = sum(int(params["epochs"]) for params in job.trials.values())
-    with tqdm(total=total, unit="epoch", file=file, desc=job.job_id) as bar:
+    with progress_bar(total=total, unit="epoch", file=file, desc=job.job_id) as bar:
         while True:
             ended = job.finished
             trials = job.trial_metrics()
@@ -226,7 +226,7 @@ def follow_training(job: TrainingJob, *, file: TextIO | None = None, poll: float
             done = [e for entry in trials.values() for e in entry["epochs"]]
             last: dict[str, Any] = max(done, key=lambda e: e["epoch"]) if done else {}
             bar.set_postfix(loss=last.get("loss"), val_auc=last.get("val_auc"), refresh=False)
-            bar.refresh()
+            bar.update(0)
             if ended:
                 return job
             try:

@@ -118,16 +118,20 @@ def execute_notebook(
         If the ``python3`` kernel spec does not run this interpreter.
     """
     import papermill
+    from jupyter_client.manager import AsyncKernelManager
     from papermill.exceptions import PapermillExecutionError
 
     _check_kernel_is_this_python()
     output = workdir / template_path.name
+    # IPC sockets in the private work folder rather than loopback TCP, which other local users reach
+    kernel = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", connection_file=str(workdir / "kernel.json"))
     try:
         executed = papermill.execute_notebook(
             str(template_path),
             str(output),
             parameters=dict(parameters),
             kernel_name=KERNEL_NAME,
+            km=kernel,
             progress_bar=False,
             request_save_on_cell_execute=False,
             start_timeout=KERNEL_START_TIMEOUT_S,

@@ -10,7 +10,9 @@ promote included once they are: a viewer sees none of them, an admin sees all.
 from __future__ import annotations
 
 import re
+import time
 
+import psutil
 import pytest
 
 from imaging_lib.store import records
@@ -181,3 +183,64 @@ def test_a_forged_accept_from_a_viewers_page_writes_no_label(team_hub, browser_p
     assert page.evaluate(FORGE_CLICK, [url, "imaging-requires-review"])  # a hidden review button was pressed
     page.wait_for_timeout(2000)
     assert label_history(store, uid) == before
+
+
+def _dashboard_kernels(hub) -> dict[str, psutil.Process]:
+    """The dashboards' kernel processes under the Hub, by kernel id (their connection file is in Voilà's folder)."""
+    found = {}
+    for process in psutil.Process(hub.server.hub.pid).children(recursive=True):
+        try:
+            match = re.search(r"voila_[^/]+/kernel-([0-9a-f-]{36})\.json", " ".join(process.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+        if match:
+            found[match.group(1)] = process
+    return found
+
+
+def _waiting_in_the_pool(hub) -> list[str]:
+    """Kernels started for nobody: the Hub's pooled study browsers not yet handed out."""
+    waiting = []
+    for kernel_id, process in _dashboard_kernels(hub).items():
+        environment = process.environ()
+        if environment.get("IMAGING_ACCESS") == "team" and not environment.get("IMAGING_USER"):
+            waiting.append(kernel_id)
+    return waiting
+
+
+def test_a_pooled_study_browser_handed_to_bob_carries_nothing_of_alice(team_hub):
+    deadline = time.monotonic() + LOAD_MS / 1000
+    while len(_waiting_in_the_pool(team_hub)) < 2:  # the pool of 2 has filled
+        assert time.monotonic() < deadline, team_hub.log()[-3000:]
+        time.sleep(0.5)
+    with chromium_context(viewport=(1280, 900), timeout_ms=LOAD_MS) as alices:
+        bobs = alices.browser.new_context(viewport={"width": 1280, "height": 900})  # own cookies: another person
+        bobs.set_default_timeout(LOAD_MS)
+        alice, bob = alices.new_page(), bobs.new_page()
+        sign_in(alice, team_hub, "alice")
+        _open_brain(alice, team_hub)
+        handed_to_alice = time.time()
+        sign_in(bob, team_hub, "bob")
+        _open_brain(bob, team_hub)
+        kernel_a, kernel_b = (re.search(r'"kernelId": "([0-9a-f-]{36})"', p.content()).group(1) for p in (alice, bob))
+        assert kernel_a != kernel_b
+        log = team_hub.log()
+        assert f"pooled kernel {kernel_a} handed to alice" in log and f"pooled kernel {kernel_b} handed to bob" in log
+        assert alice.locator(".imaging-identity-name").inner_text() == "alice"
+        assert bob.locator(".imaging-identity-name").inner_text() == "bob"
+        assert bob.locator(".imaging-identity-roles").inner_text() == "viewer"
+        assert bob.locator(f"{GATED}:visible").count() == 0  # alice's review controls are not bob's
+        assert alice.locator("button.imaging-requires-review:visible").count() >= 1
+        assert alice.locator(".imaging-identity-roles").inner_text() == "researcher, reviewer"
+        # Each kernel is its visitor's alone from the hand-out on.
+        assert alices.request.get(f"{team_hub.dashboards}api/kernels/{kernel_b}").status == 404
+        assert bobs.request.get(f"{team_hub.dashboards}api/kernels/{kernel_b}").status == 200
+        # Nothing of alice reached a kernel's environment at its start: bob's, and the refills after her.
+        kernels = _dashboard_kernels(team_hub)
+        bobs_start = kernels[kernel_b].environ()
+        assert bobs_start.get("IMAGING_ACCESS") == "team"
+        assert not {"IMAGING_USER", "JUPYTERHUB_USER", "JUPYTERHUB_API_TOKEN"} & set(bobs_start)
+        for kernel_id, process in kernels.items():
+            if kernel_id != kernel_a and process.create_time() >= handed_to_alice - 1:
+                assert not any("alice" in value for value in process.environ().values()), kernel_id
+        bobs.close()

@@ -373,10 +373,11 @@ def test_an_empty_token_setting_no_longer_turns_authentication_off(tmp_path):
 
 # ------------------------------------------------------------------------- the kernel cap
 def test_visitors_over_the_kernel_cap_get_a_busy_page_and_the_cap_frees_up(tmp_path):
+    token = secrets.token_urlsafe(16)
     with open(tmp_path / "voila.log", "wb") as log:
         running = start_dashboard(
             port=0,
-            token=secrets.token_urlsafe(16),
+            token=token,
             store_url=str(tmp_path / "store"),
             output=log.fileno(),
             max_kernels=2,
@@ -398,3 +399,5 @@ def test_visitors_over_the_kernel_cap_get_a_busy_page_and_the_cap_frees_up(tmp_p
         assert requests.get(url, timeout=180).status_code == 503
     finally:
         running.stop()
+    logged = (tmp_path / "voila.log").read_text()
+    assert "503 GET" in logged and "token=<hidden>" in logged and token not in logged  # the busy lines hide it

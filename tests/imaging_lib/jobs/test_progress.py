@@ -73,3 +73,4 @@ def test_the_progress_bar_follows_a_job_to_its_end(local_dask_client, tmp_path):
     assert job.finished and job.counts["done"] == 2
     bar = drawn.getvalue()
     assert job.job_id in bar and "3/3" in bar and "study" in bar
+    assert "\r" not in bar and bar.count("\n") == 1  # not a terminal: one line, not a redraw per poll

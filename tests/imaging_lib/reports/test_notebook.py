@@ -34,6 +34,17 @@ def test_report_kernel_runs_this_environment(tmp_path):
     assert json.loads(json.dumps(timings)) == timings
 
 
+def test_a_report_kernel_talks_over_ipc_and_prints_no_transport_warning(tmp_path, capfd):
+    template = tmp_path / "transport.ipynb"
+    cell = "from ipykernel.connect import get_connection_info; print(get_connection_info(unpack=True)['transport'])"
+    nbformat.write(new_notebook(cells=[new_code_cell(cell)], metadata=KERNELSPEC), template)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    executed, _timings = execute_notebook(template, {}, workdir)
+    assert executed.cells[-1].outputs[0]["text"].strip() == "ipc"
+    assert "without encryption" not in capfd.readouterr().err  # the kernel writes to this process's stderr
+
+
 def test_html_has_outputs_but_no_code_no_hidden_cells_and_no_external_scripts():
     shown = new_code_cell(
         "print('the code itself')",
