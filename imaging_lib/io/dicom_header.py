@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom.uid import UID
+
 from ..errors import ImageTooLarge, UnreadableImage, UnsupportedImage
 from ..limits import MAX_FILE_BYTES
 from .dicom_dataset import inflate_deflated, is_deflated
@@ -70,10 +72,21 @@ class DicomHeader:
         return self.pixels.declared_bytes
 
     @property
-    def transfer_syntax(self) -> Any:
-        """The Transfer Syntax UID (a :class:`pydicom.uid.UID`), or None."""
+    def transfer_syntax(self) -> UID | None:
+        """The Transfer Syntax UID, or None when the file has no file meta.
+
+        Raises
+        ------
+        UnreadableImage
+            If it is not one UID (several values, or not text).
+        """
         meta = getattr(self.dataset, "file_meta", None)
-        return meta.get("TransferSyntaxUID") if meta is not None else None
+        value = meta.get("TransferSyntaxUID") if meta is not None else None
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise UnreadableImage(self.path, "the Transfer Syntax UID is not one UID")
+        return UID(value)
 
 
 def _size(path: Path, data: bytes | None) -> int:

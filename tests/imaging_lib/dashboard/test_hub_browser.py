@@ -199,11 +199,16 @@ def _dashboard_kernels(hub) -> dict[str, psutil.Process]:
 
 
 def _waiting_in_the_pool(hub) -> list[str]:
-    """Kernels started for nobody: the Hub's pooled study browsers not yet handed out."""
-    waiting = []
+    """Kernels started for nobody and not handed out yet: the Hub's pooled study browsers.
+
+    A kernel's start environment never changes, so one handed out by an earlier test (its
+    user bound in the process) is told apart by the server's log line.
+    """
+    waiting, log = [], hub.log()
     for kernel_id, process in _dashboard_kernels(hub).items():
         environment = process.environ()
-        if environment.get("IMAGING_ACCESS") == "team" and not environment.get("IMAGING_USER"):
+        unbound = environment.get("IMAGING_ACCESS") == "team" and not environment.get("IMAGING_USER")
+        if unbound and f"pooled kernel {kernel_id} handed to" not in log:
             waiting.append(kernel_id)
     return waiting
 

@@ -225,3 +225,13 @@ def test_damaged_nifti_raises_only_library_errors(cut, flips):
         assert "damaged.nii" in str(exc)
     else:
         assert volume.array.size > 0
+
+
+def test_a_transfer_syntax_of_several_values_is_an_unreadable_image(tmp_path):
+    data = sample_data.brain_series()[3].read_bytes()
+    syntax = b"1.2.840.10008.1.2.1"
+    assert syntax in data[:400]  # in the file meta
+    path = tmp_path / "two-syntaxes.dcm"
+    path.write_bytes(data.replace(syntax, b"1.2.840\\10008.1.2.1", 1))  # same length, two values
+    with pytest.raises(errors.UnreadableImage, match=r"two-syntaxes\.dcm.*Transfer Syntax UID is not one UID"):
+        read_dicom_series(path)
