@@ -45,7 +45,7 @@ register_support_package()
 from support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 ROWS = ".imaging-record-table tbody tr"
-VIEWER_PAINTED = ".imaging-papaya[data-status=ready][data-overlays='1']"
+VIEWER_PAINTED = ".imaging-papaya[data-status=ready]:not([data-overlays='0'])"  # heat map (and label mask) on
 TIMEOUT_MS = 300_000
 SETTLE_TIMEOUT_S = 300.0
 KERNEL_ID = re.compile(r'"kernelId": "([0-9a-f-]{36})"')
@@ -66,8 +66,8 @@ def build_store(folder: Path):
     if outcome.batch.counts["failed"]:
         raise SystemExit(f"demo batch failed: {outcome.batch.errors}")
     studies = Catalog(store).studies()
-    brain = studies.loc[studies["shape"].map(lambda shape: tuple(shape) == (256, 256, 20)), "study_uid"]
-    return store, brain.item()
+    brains = studies.loc[studies["shape"].map(lambda shape: tuple(shape) == (256, 256, 20))]
+    return store, brains.loc[brains["study_label"] == "lesion", "study_uid"].item()  # the demo's brain with a lesion
 
 
 def kernels(server_pid: int) -> list[psutil.Process]:
